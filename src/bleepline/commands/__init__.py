@@ -1,0 +1,1 @@
+"""The subcommands of `bleepline`, one module per family; each ``run_*`` takes parsed arguments."""

@@ -1,0 +1,1 @@
+"""What bleepline keeps: encrypted recordings and the keys that open them."""
