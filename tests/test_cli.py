@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import stat
 import subprocess
 import sys
@@ -15,7 +17,11 @@ import pytest
 
 from bleepline.audio.files import read_audio_chunks
 from bleepline.cli import main
+from bleepline.commands.recordings import seal_file
 from bleepline.store import format as fmt
+from bleepline.store.keys import Identity, write_key_pair
+from bleepline.store.recording import RecordingWriter
+from bleepline.timeline import AudioChunk
 from tests.conftest import KeyPairMaker, encode_file, noise
 
 
@@ -367,8 +373,7 @@ def test_decrypt_does_not_clobber_without_force(
 
 def test_console_script_never_shows_a_traceback(tmp_path: Path) -> None:
     """Through the real entry point, as a user runs it."""
-    script = Path(sys.executable).with_name("bleepline")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "bleepline"]
+    command = _console_command()
     (tmp_path / "junk.bleep").write_bytes(os.urandom(300))
     for argv in (
         ["inspect", str(tmp_path / "junk.bleep")],
@@ -396,3 +401,83 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path: Path, capsys: pytest.Captur
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def _console_command() -> list[str]:
+    script = Path(sys.executable).with_name("bleepline")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bleepline"]
+
+
+def test_passphrase_is_asked_for_at_the_terminal(
+    tmp_path: Path, sealed: Path, make_key_pair: KeyPairMaker, wav_8k: tuple[Path, np.ndarray]
+) -> None:
+    """Without the environment variable, decrypt asks on the controlling terminal."""
+    identity = Identity.generate()
+    public, private = write_key_pair(tmp_path / "locked", identity, passphrase=b"open sesame")
+    recording = tmp_path / "locked.bleep"
+    seal_file(wav_8k[0], recording, [public])
+    out = tmp_path / "locked.wav"
+    env = {k: v for k, v in os.environ.items() if k != "BLEEPLINE_PASSPHRASE"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: bleepline on a terminal of its own
+        os.execve(
+            _console_command()[0],
+            [*_console_command(), "decrypt", str(recording), "--identity", str(private), "--out", str(out)],
+            env,
+        )
+    transcript = b""
+    answered = False
+    while True:
+        ready, _, _ = select.select([fd], [], [], 60)
+        assert ready, f"bleepline hung; it said: {transcript!r}"
+        try:
+            data = os.read(fd, 1024)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        transcript += data
+        if not answered and b"passphrase for" in transcript:
+            os.write(fd, b"open sesame\n")
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    assert answered
+    assert os.waitstatus_to_exitcode(status) == 0, transcript
+    assert np.array_equal(audio_of(out), wav_8k[1])
+
+
+def test_decrypting_an_hour_keeps_memory_flat(
+    tmp_path: Path, identity: Identity, key_pair: tuple[Path, Path]
+) -> None:
+    """Peak memory of the real command for an hour-long recording against a one-minute one."""
+    block = noise(8000, seed=9)
+    peaks = {}
+    for minutes in (1, 60):
+        path = tmp_path / f"{minutes}.bleep"
+        with RecordingWriter(path, [identity.recipient], sample_rate=8000) as writer:
+            for second in range(minutes * 60):
+                writer.write(AudioChunk(block, 8000, second * 8000))
+        probe = (
+            "import resource, sys; from bleepline.cli import main; code = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+        )
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                probe,
+                "decrypt",
+                str(path),
+                "--identity",
+                str(key_pair[1]),
+                "--out",
+                str(tmp_path / f"{minutes}.flac"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        peaks[minutes] = int(result.stdout.strip().splitlines()[-1])  # KiB
+    # An hour is 57.6 MB of samples; streaming keeps the peak within a few MB of the one-minute run.
+    assert peaks[60] - peaks[1] < 16 * 1024, peaks

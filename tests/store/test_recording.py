@@ -380,3 +380,22 @@ def test_an_hour_streams_in_and_out_in_flat_memory(tmp_path: Path, identity: Ide
     assert total == 3600 * RATE  # 57.6 MB of audio went through
     assert write_peak < 2_000_000, write_peak
     assert read_peak < 2_000_000, read_peak
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"[" * 100_000, b'{"format": "bleepline-recording"}', b"\xff\xfe", b'{"format": 1}'],
+    ids=["deeply-nested", "missing-fields", "not-utf8", "wrong-format"],
+)
+def test_hostile_headers_are_refused_as_damage(tmp_path: Path, header: bytes) -> None:
+    path = tmp_path / "x.bleep"
+    path.write_bytes(fmt.PREAMBLE.pack(fmt.MAGIC, 1, len(header)) + header + bytes(fmt.MAC_SIZE))
+    with pytest.raises(RecordingIntegrityError, match="damaged header"):
+        RecordingReader(path)
+
+
+def test_impossible_header_length_is_refused_without_reading_it(tmp_path: Path) -> None:
+    path = tmp_path / "x.bleep"
+    path.write_bytes(fmt.PREAMBLE.pack(fmt.MAGIC, 1, 0xFFFF_FFF0) + b"{}")
+    with pytest.raises(RecordingIntegrityError, match="impossible header length"):
+        RecordingReader(path)

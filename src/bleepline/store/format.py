@@ -103,7 +103,7 @@ class RecordingHeader:
     def from_json(cls, data: bytes) -> RecordingHeader:
         try:
             doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise HeaderError("header is not valid JSON") from None
         if not isinstance(doc, dict) or doc.get("format") != "bleepline-recording":
             raise HeaderError("header does not describe a bleepline recording")
