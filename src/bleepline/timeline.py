@@ -65,3 +65,47 @@ def samples_per_chunk(sample_rate: int, chunk_ms: int = CHUNK_MS) -> int:
     if count <= 0:
         raise ValueError(f"a {chunk_ms} ms chunk at {sample_rate} Hz holds no samples")
     return count
+
+
+@dataclass(frozen=True)
+class Word:
+    """A recognised word on the call timeline (seconds from the call's first sample).
+
+    ``final`` words will not change; tentative ones may be revised or dropped by a later hypothesis.
+    ``text`` is raw speech content: it must never reach a log, a metric or an exception message.
+    """
+
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+    final: bool = False
+
+    def __repr__(self) -> str:
+        # The text may be personal data: keep it out of reprs that end up in logs and tracebacks.
+        state = "final" if self.final else "tentative"
+        return f"Word({self.start:.2f}-{self.end:.2f}, {len(self.text)} chars, {state})"
+
+
+@dataclass(frozen=True)
+class PiiSpan:
+    """A stretch of the call timeline (seconds) that holds personal data of one entity type.
+
+    ``source`` says how it was found: ``asr`` (the words themselves), ``cue`` (a phrase such as "my card
+    number is" announced it), ``dtmf`` (keypad tones). A span that is not ``final`` may still grow or be
+    revised as tentative words change; the redactor masks it all the same.
+    """
+
+    start: float
+    end: float
+    entity: str
+    score: float
+    final: bool = False
+    source: str = "asr"
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"span ends ({self.end}) before it starts ({self.start})")
+
+    def overlaps(self, start: float, end: float) -> bool:
+        return self.start < end and start < self.end

@@ -1,0 +1,1 @@
+"""Spoken personal data: normalising what people say and finding PII spans in recognised words."""

@@ -1,0 +1,1 @@
+"""Speech on the call timeline: voice activity, the streaming recognizer and model resolution."""
