@@ -1,0 +1,161 @@
+"""Recognizers of our own for spoken text: runs of digits, spelled letters and spoken e-mail addresses.
+
+They read the tokens of the normalised text, where Presidio's recognizers (``analyzer.py``) read its
+characters; digits are judged here because only the tokens know how a number was said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bleepline.pii.findings import (
+    ACCOUNT_NUMBER,
+    CREDIT_CARD,
+    EMAIL_ADDRESS,
+    FROM_WORDS,
+    PERSON,
+    PHONE_NUMBER,
+    PIN,
+    US_SSN,
+    Ending,
+    Finding,
+    ending_after,
+)
+from bleepline.pii.numbers import Reading
+from bleepline.pii.spoken import SpokenText, TokenKind, ends_sentence, word_set
+
+#: Words after a number that make it a quantity, not an identifier: "1500 dollars", "2024 people".
+QUANTITY_WORDS = word_set(
+    "dollar dollars bucks buck pound pounds quid euro euros cent cents pence percent per second seconds "
+    "minute minutes hour hours day days week weeks month months year years mile miles kilometer "
+    "kilometers kilometre kilometres km feet foot inch inches meter meters metre metres people persons "
+    "kids children times items pieces calories degrees points pages words steps gallons liters litres "
+    "grams kilos kg lbs square"
+)
+#: Spelled letters that are everyday abbreviations or cue words, not names.
+ABBREVIATIONS = word_set(
+    "usa ssn cvv cvc csc dob pin iban atm bbc cnn fbi cia irs nba nfl ceo faq vip diy asap eta gps sms "
+    "vat otp"
+)
+
+#: Scores: how sure each way of finding is. A span is masked whatever its score; the score tells a
+#: reviewer (and a future threshold) how much to trust the label.
+CARD_CHECKSUM_SCORE = 0.95
+CUED_DIGITS_SCORE = 0.85
+SPOKEN_EMAIL_SCORE = 0.9
+SPELLED_SCORE = 0.5
+#: A run of digits with no cue, labelled by its length (closed runs) or as a card in progress (open
+#: ones). The lengths are those of the call domain: 4-6 a PIN or ZIP, 9 an SSN, 10-11 a phone number
+#: with or without its country code, 12-19 a card (ASR drops and repeats digits, so no checksum needed).
+_BY_LENGTH: tuple[tuple[int, int, str, float], ...] = (
+    (4, 6, PIN, 0.4),
+    (7, 8, ACCOUNT_NUMBER, 0.4),
+    (9, 9, US_SSN, 0.5),
+    (10, 11, PHONE_NUMBER, 0.6),
+    (12, 19, CREDIT_CARD, 0.6),
+)
+_LONGER_THAN_ANY = (ACCOUNT_NUMBER, 0.4)
+
+
+def luhn_valid(digits: str) -> bool:
+    """The card-number checksum (ISO/IEC 7812)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def entity_by_digits(digits: str, growing: bool) -> tuple[str, float]:
+    """The most likely entity (and score) of a run of digits that no cue announced.
+
+    A run that is still growing is labelled a card number until it is long enough to tell: it is the
+    longest number callers read out, the one a partial leak costs most (PCI), and so the safest guess.
+    """
+    count = len(digits)
+    if 13 <= count <= 19 and luhn_valid(digits):
+        return CREDIT_CARD, CARD_CHECKSUM_SCORE
+    if growing and count < 12:
+        return CREDIT_CARD, 0.4
+    for shortest, longest, entity, score in _BY_LENGTH:
+        if shortest <= count <= longest:
+            return entity, score
+    return _LONGER_THAN_ANY
+
+
+def digit_runs(
+    spoken: SpokenText,
+    cue_entities: Mapping[int, str],
+    min_digits: int,
+    heard_until: float | None,
+    max_gap_s: float,
+) -> list[Finding]:
+    """Every run of at least ``min_digits`` digits that could be personal, labelled.
+
+    ``cue_entities`` maps the index of a token that a cue announced ("my card number is ...") to the
+    cue's entity, which wins over any guess from the digits.
+    """
+    findings: list[Finding] = []
+    for index, token in enumerate(spoken.tokens):
+        digits = spoken.token_text(token)
+        if token.kind is not TokenKind.DIGITS or len(digits) < min_digits:
+            continue
+        ending = ending_after(spoken, index, heard_until, max_gap_s)
+        cue_entity = cue_entities.get(index)
+        if cue_entity is not None:
+            entity, score = cue_entity, CUED_DIGITS_SCORE
+        elif _not_personal(spoken, index, ending):
+            continue
+        else:
+            entity, score = entity_by_digits(digits, growing=not ending.closed)
+        start, end = spoken.time_span(token.start, token.end)
+        evidence = (token.first_word, ending.last_evidence)
+        findings.append(Finding(entity, score, FROM_WORDS, start, end, evidence, not ending.closed))
+    return findings
+
+
+def _not_personal(spoken: SpokenText, index: int, ending: Ending) -> bool:
+    """A finished number that is a year, a clock time, an amount or a quantity of something."""
+    token = spoken.tokens[index]
+    said_as_number = token.reading is not None and token.reading is not Reading.DIGITS
+    # Whisper's full stop after "twenty twenty four." says the year is over; after a card group it
+    # proves nothing, so it only counts for numbers said as numbers.
+    finished = ending.closed or (said_as_number and ends_sentence(spoken.words[token.last_word]))
+    if not finished:
+        return False
+    if said_as_number:
+        return True
+    following = spoken.tokens[index + 1] if index + 1 < len(spoken.tokens) else None
+    return following is not None and spoken.token_text(following) in QUANTITY_WORDS
+
+
+def spelled_letters(spoken: SpokenText, heard_until: float | None, max_gap_s: float) -> list[Finding]:
+    """Letters spelled out one by one: on a call that is a name, a postcode or an address being given."""
+    findings: list[Finding] = []
+    for index, token in enumerate(spoken.tokens):
+        letters = spoken.token_text(token)
+        if token.kind is not TokenKind.LETTERS or len(letters) < 3 or letters in ABBREVIATIONS:
+            continue
+        findings.append(_token_finding(spoken, index, PERSON, SPELLED_SCORE, heard_until, max_gap_s))
+    return findings
+
+
+def spoken_emails(spoken: SpokenText, heard_until: float | None, max_gap_s: float) -> list[Finding]:
+    """E-mail addresses the normaliser put together ("john dot smith at gmail dot com")."""
+    return [
+        _token_finding(spoken, index, EMAIL_ADDRESS, SPOKEN_EMAIL_SCORE, heard_until, max_gap_s)
+        for index, token in enumerate(spoken.tokens)
+        if token.kind is TokenKind.EMAIL
+    ]
+
+
+def _token_finding(
+    spoken: SpokenText, index: int, entity: str, score: float, heard_until: float | None, max_gap_s: float
+) -> Finding:
+    token = spoken.tokens[index]
+    ending = ending_after(spoken, index, heard_until, max_gap_s)
+    start, end = spoken.time_span(token.start, token.end)
+    evidence = (token.first_word, ending.last_evidence)
+    return Finding(entity, score, FROM_WORDS, start, end, evidence, not ending.closed)
