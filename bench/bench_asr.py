@@ -1,0 +1,126 @@
+"""Streaming recognition cost against the two baselines a user would otherwise build, in one run.
+
+- ``streaming``: bleepline's StreamingRecognizer, 20 ms chunks in, a decode step per second of audio.
+- ``offline``: faster-whisper ``transcribe()`` over the whole file once (beam 1, temperature 0, word
+  timestamps): the floor, but useless live.
+- ``naive``: faster-whisper ``transcribe()`` on a rolling window (up to 12 s) every second, as a naive live
+  transcriber would: every call pads to 30 s.
+
+All on Whisper tiny.en int8 with one CPU thread, timed in CPU seconds (process time). Each result's
+``extra_info`` carries CPU-s per audio-s; the summary at the end prints them and the ratios.
+Run: .venv/bin/python -m pytest bench/bench_asr.py
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from bleepline.audio.files import read_audio_chunks
+from bleepline.speech.asr import StreamingRecognizer
+from bleepline.speech.models import load_whisper, resolve_model
+from bleepline.timeline import AudioChunk
+
+CALL = Path(__file__).resolve().parent.parent / "fixtures" / "audio" / "card_kal_8k.wav"
+CHUNKS: list[AudioChunk] = list(read_audio_chunks(CALL))
+AUDIO_SECONDS = CHUNKS[-1].end / CHUNKS[-1].sample_rate
+AUDIO_16K = (
+    np.concatenate([c.samples for c in read_audio_chunks(CALL, sample_rate=16000)]).astype(np.float32) / 32768
+)
+RESULTS: dict[str, float] = {}
+
+cpu_time = pytest.mark.benchmark(timer=time.process_time, group="asr: CPU seconds per call")
+
+
+def _record(benchmark: BenchmarkFixture, name: str) -> None:
+    assert benchmark.stats is not None
+    per_audio_second = benchmark.stats.stats.median / AUDIO_SECONDS
+    benchmark.extra_info["audio_seconds"] = AUDIO_SECONDS
+    benchmark.extra_info["cpu_s_per_audio_s"] = per_audio_second
+    RESULTS[name] = per_audio_second
+
+
+@pytest.fixture(scope="module")
+def whisper() -> Any:
+    return load_whisper(resolve_model())
+
+
+@cpu_time
+def test_streaming(benchmark: BenchmarkFixture, whisper: Any) -> None:
+    def run() -> int:
+        recognizer = StreamingRecognizer(whisper=whisper)
+        words = 0
+        for chunk in CHUNKS:
+            recognizer.push(chunk)
+            words += sum(len(u.final) for u in recognizer.updates())
+        recognizer.end()
+        return words + sum(len(u.final) for u in recognizer.updates())
+
+    assert (
+        benchmark.pedantic(  # type: ignore[no-untyped-call]
+            run, rounds=3, iterations=1, warmup_rounds=1
+        )
+        > 10
+    )
+    _record(benchmark, "streaming")
+
+
+@cpu_time
+def test_offline_whole_file(benchmark: BenchmarkFixture, whisper: Any) -> None:
+    def run() -> int:
+        segments, _ = whisper.transcribe(
+            AUDIO_16K,
+            language="en",
+            beam_size=1,
+            temperature=0.0,
+            word_timestamps=True,
+            condition_on_previous_text=False,
+        )
+        return sum(len(s.words or []) for s in segments)
+
+    assert (
+        benchmark.pedantic(  # type: ignore[no-untyped-call]
+            run, rounds=3, iterations=1, warmup_rounds=1
+        )
+        > 10
+    )
+    _record(benchmark, "offline")
+
+
+@cpu_time
+def test_naive_rolling_window(benchmark: BenchmarkFixture, whisper: Any) -> None:
+    def run() -> int:
+        words = 0
+        for end in range(16000, len(AUDIO_16K) + 16000, 16000):
+            window = AUDIO_16K[max(0, end - 12 * 16000) : end]
+            segments, _ = whisper.transcribe(
+                window,
+                language="en",
+                beam_size=1,
+                temperature=0.0,
+                word_timestamps=True,
+                condition_on_previous_text=False,
+            )
+            words = sum(len(s.words or []) for s in segments)
+        return words
+
+    benchmark.pedantic(  # type: ignore[no-untyped-call]
+        run, rounds=2, iterations=1
+    )
+    _record(benchmark, "naive")
+
+
+def test_summary() -> None:
+    """Prints the figures and ratios (runs last; fails only if a benchmark above did not run)."""
+    assert set(RESULTS) == {"streaming", "offline", "naive"}
+    streaming = RESULTS["streaming"]
+    print(f"\nCPU-s per audio-s on {CALL.name} ({AUDIO_SECONDS:.1f} s):")
+    for name, value in RESULTS.items():
+        print(f"  {name:10s} {value:.3f}")
+    print(f"  streaming / offline = {streaming / RESULTS['offline']:.2f}")
+    print(f"  naive / streaming   = {RESULTS['naive'] / streaming:.2f}")
