@@ -1,0 +1,90 @@
+"""Listening to one call: voice activity, the streaming recognizer and the PII spans in what was said.
+
+The redactor asks two questions of every stretch of the timeline — has speech there been transcribed for
+good, and does any span cover it? — and ``CallListener`` answers them as chunks arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bleepline.pii.stream import SpanTracker
+from bleepline.speech.asr import StreamingRecognizer, TranscriptUpdate
+from bleepline.speech.vad import SpeechRegion, VoiceActivityDetector
+from bleepline.timeline import AudioChunk, PiiSpan, Word
+
+
+@dataclass(frozen=True)
+class Hearing:
+    """What the listener knows after a chunk: where the transcript is final, and the spans found so far.
+
+    ``spans`` are those in the current word context (they may still grow or change: a redactor keeps
+    masking whatever any reported span covered). ``unverified`` are stretches the recognizer gave up on.
+    """
+
+    heard_until: float
+    final_until: float
+    spans: tuple[PiiSpan, ...]
+    final_words: tuple[Word, ...] = ()
+    tentative_words: tuple[Word, ...] = ()
+    unverified: tuple[tuple[float, float], ...] = ()
+    speech: tuple[SpeechRegion, ...] = ()
+
+
+@dataclass
+class ListenerStats:
+    updates: int = 0
+    spans_reported: int = 0
+    flushes_at_pauses: int = 0
+    speech_regions: list[SpeechRegion] = field(default_factory=list)
+
+
+class CallListener:
+    """VAD, recognizer and span tracker for one call, fed chunk by chunk on the call timeline.
+
+    A pause found by the VAD makes the recognizer decode at once and make its words final, so a value
+    said just before a pause is settled without waiting for the next step.
+    """
+
+    def __init__(self, sample_rate: int, recognizer: StreamingRecognizer, tracker: SpanTracker) -> None:
+        self.vad = VoiceActivityDetector(sample_rate)
+        self.recognizer = recognizer
+        self.tracker = tracker
+        self.stats = ListenerStats()
+        self._spans: tuple[PiiSpan, ...] = ()
+
+    def push(self, chunk: AudioChunk) -> Hearing:
+        regions = self.vad.push(chunk)
+        self.recognizer.push(chunk)
+        if regions and not self.vad.in_speech:
+            self.recognizer.flush()
+            self.stats.flushes_at_pauses += 1
+        self.stats.speech_regions += regions
+        return self._hear(chunk.end / chunk.sample_rate, regions)
+
+    def end(self, at: float) -> Hearing:
+        """The call is over at ``at`` seconds: settle everything still pending."""
+        regions = self.vad.flush()
+        self.recognizer.end()
+        return self._hear(at, regions)
+
+    def _hear(self, now: float, regions: list[SpeechRegion]) -> Hearing:
+        updates = list(self.recognizer.updates())
+        if updates:
+            self.stats.updates += len(updates)
+            self._spans = tuple(self.tracker.update(*_merged(updates), heard_until=now))
+            self.stats.spans_reported += len(self._spans)
+        return Hearing(
+            heard_until=now,
+            final_until=self.recognizer.final_until,
+            spans=self._spans,
+            final_words=tuple(w for u in updates for w in u.final),
+            tentative_words=updates[-1].tentative if updates else (),
+            unverified=tuple(gap for u in updates for gap in u.unverified),
+            speech=tuple(regions),
+        )
+
+
+def _merged(updates: list[TranscriptUpdate]) -> tuple[list[Word], tuple[Word, ...]]:
+    """Several updates at once: all their final words, and the last one's tentative words."""
+    return [w for u in updates for w in u.final], updates[-1].tentative
