@@ -81,7 +81,9 @@ def _music(seconds: float, rate: int) -> np.ndarray:
         envelope = np.exp(-3 * local)
         for ratio in (1.0, 1.26, 1.5, 2.0):
             out[mask] += envelope * np.sin(2 * np.pi * root * ratio * local)
-    return np.round(out / np.max(np.abs(out)) * 0.5 * 32767).astype(np.int16)
+    peak = float(np.max(np.abs(out)))
+    music: np.ndarray = np.round(out / peak * 0.5 * 32767).astype(np.int16)
+    return music
 
 
 def _noise(seconds: float, rate: int, dbfs: float) -> np.ndarray:
