@@ -95,7 +95,49 @@ ORDINAL_WORDS = {
 #: Said between the parts of a spoken e-mail address, and what they stand for.
 EMAIL_JOINERS = {"dot": ".", "underscore": "_", "dash": "-", "hyphen": "-", "-": "-", "_": "_"}
 #: Ways of naming a letter: "m as in mike", "m for mike", "m like mike".
-_LETTER_NAMERS = (("as", "in"), ("for",), ("like",))
+LETTER_NAMERS = (("as", "in"), ("for",), ("like",))
+#: Letters said by their own names, as Whisper writes them: "are" for R, "oh" for O, "ess" for S. Most are
+#: everyday words too, so they only count as letters where a spelling is expected.
+LETTER_NAMES = {
+    "ay": "a",
+    "bee": "b",
+    "be": "b",
+    "see": "c",
+    "sea": "c",
+    "cee": "c",
+    "dee": "d",
+    "ee": "e",
+    "ef": "f",
+    "eff": "f",
+    "gee": "g",
+    "aitch": "h",
+    "eye": "i",
+    "aye": "i",
+    "jay": "j",
+    "kay": "k",
+    "el": "l",
+    "ell": "l",
+    "elle": "l",
+    "em": "m",
+    "en": "n",
+    "oh": "o",
+    "owe": "o",
+    "pee": "p",
+    "pea": "p",
+    "cue": "q",
+    "queue": "q",
+    "are": "r",
+    "ar": "r",
+    "ess": "s",
+    "tee": "t",
+    "tea": "t",
+    "you": "u",
+    "vee": "v",
+    "ex": "x",
+    "why": "y",
+    "zed": "z",
+    "zee": "z",
+}
 _WEAK_LETTERS = frozenset({"a", "i"})  # also ordinary words: letters only beside other single letters
 
 
@@ -417,7 +459,7 @@ def _named_letter(pieces: Sequence[_Piece], index: int, taken: set[int]) -> _Let
     letter = pieces[index].text
     if len(letter) != 1 or not letter.isalpha():
         return None
-    for namer in _LETTER_NAMERS:
+    for namer in LETTER_NAMERS:
         end = index + len(namer) + 1
         if end >= len(pieces) or tuple(piece.text for piece in pieces[index + 1 : end]) != namer:
             continue

@@ -20,13 +20,25 @@ from bleepline.pii.cues import (
     find_cues,
 )
 from bleepline.pii.findings import FROM_CUE, PERSON, Finding
-from bleepline.pii.spoken import MONTHS, NATO, SpokenText, SpokenToken, TokenKind
+from bleepline.pii.spoken import (
+    LETTER_NAMERS,
+    LETTER_NAMES,
+    MONTHS,
+    NATO,
+    SpokenText,
+    SpokenToken,
+    TokenKind,
+)
 
 CUE_SCORE = 0.8
 SILENCE_SCORE = 0.5
 _DATE_JOINERS = frozenset({"of", "the", "slash", "/"})
 _SPELLING_LOOKAHEAD = 3  # tokens after a name where its spelling may start
 _SPELLING_S = 15.0  # the longest a spelling may take
+_MISHEARD_LETTER_CHARS = 4  # a letter heard as a word is one short syllable: "go" for "o", "and" for "n"
+_MERGED_NAMERS = frozenset({"before"})  # a letter run into "for": "b for" heard as one word
+_WEAK_LETTERS = frozenset({"a", "i"})  # letters that are everyday words too
+_ARTICLES = frozenset({"a", "an", "the"})
 _EMAIL_MARKERS = frozenset({"at", "dot", "underscore", "dash", "hyphen"})
 _NAME_WINDOW = 3  # name tokens
 _EMAIL_WINDOW = 12  # tokens
@@ -165,6 +177,98 @@ def _is_spelled(spoken: SpokenText, token: SpokenToken) -> bool:
     return _is_code(spoken, token) or nato
 
 
+@dataclass(frozen=True)
+class _NamedLetter:
+    """Tokens ``first..last`` name one letter; a ``weak`` one counts only beside more spelling."""
+
+    first: int
+    last: int
+    weak: bool
+
+
+def _letter_of(spoken: SpokenText, token: SpokenToken) -> str | None:
+    """The letter a token says: a letter alone ("r"), by its name ("are"), or the last of spelled letters."""
+    text = spoken.token_text(token)
+    if token.kind is TokenKind.LETTERS:
+        return text[-1]
+    if token.kind is not TokenKind.WORD:
+        return None
+    return text if len(text) == 1 and text.isalpha() else LETTER_NAMES.get(text)
+
+
+def _named_letter_at(spoken: SpokenText, index: int, stop: int) -> _NamedLetter | None:
+    """A letter named by a word from token ``index`` on, before token ``stop``: "r for romeo", "m as in mary".
+
+    Where a spelling is expected, the recognizer's mangled forms count too, as long as one side still
+    sounds like spelling:
+
+    - a NATO word names the letter, whatever short word was heard for it: "go for oscar";
+    - a letter said alone (not "a" or "i") is named by any word, however misheard: "s for the air" (an
+      article before the word is skipped);
+    - a letter said by its name, "a", "i", or "before" (a letter run into "for"), only with a word that
+      starts with it ("are for robert", "you for uniform") and only beside more spelling: alone, "thank you
+      for using" is no spelling.
+    """
+    said = spoken.tokens[index]
+    text = spoken.token_text(said)
+    namings = [
+        index + len(namer) + 1
+        for namer in LETTER_NAMERS
+        if tuple(_token_text(spoken, k) for k in range(index + 1, index + len(namer) + 1)) == namer
+    ]
+    if text in _MERGED_NAMERS:
+        namings.append(index + 1)
+    letter = _letter_of(spoken, said)
+    for naming in namings:
+        if naming + 1 < stop and _token_text(spoken, naming) in _ARTICLES:
+            naming += 1  # the recognizer puts in articles: "s for the sierra"
+        if naming >= stop or spoken.tokens[naming].kind is not TokenKind.WORD:
+            continue
+        word = _token_text(spoken, naming)
+        short = said.kind is TokenKind.WORD and len(text) <= _MISHEARD_LETTER_CHARS and text.isalpha()
+        short = short or text in _MERGED_NAMERS
+        if word in NATO and (letter is not None or short):
+            return _NamedLetter(index, naming, weak=False)
+        if said.kind is TokenKind.WORD and letter == text and text not in _WEAK_LETTERS:
+            return _NamedLetter(index, naming, weak=False)
+        if text in _MERGED_NAMERS or (letter is not None and word.startswith(letter)):
+            return _NamedLetter(index, naming, weak=True)
+    return None
+
+
+def _named_letters(spoken: SpokenText, first: int, stop: int) -> frozenset[int]:
+    """The tokens of the letters named between tokens ``first`` and ``stop``: see ``_named_letter_at``."""
+    found: list[_NamedLetter] = []
+    index = first
+    while index < stop:
+        named = _named_letter_at(spoken, index, stop)
+        if named is None:
+            index += 1
+        else:
+            found.append(named)
+            index = named.last + 1
+    starts = {named.first for named in found}
+    ends = {named.last for named in found}
+
+    def spelling_at(index: int) -> bool:
+        if index in starts or index in ends:
+            return True
+        if not 0 <= index < len(spoken.tokens) or _token_text(spoken, index) in _WEAK_LETTERS:
+            return False
+        token = spoken.tokens[index]
+        return token.kind is not TokenKind.DIGITS and _is_spelled(spoken, token)
+
+    kept: set[int] = set()
+    for named in found:
+        if not named.weak or spelling_at(named.first - 1) or spelling_at(named.last + 1):
+            kept.update(range(named.first, named.last + 1))
+    return frozenset(kept)
+
+
+def _token_text(spoken: SpokenText, index: int) -> str:
+    return spoken.token_text(spoken.tokens[index]) if 0 <= index < len(spoken.tokens) else ""
+
+
 def _is_date(spoken: SpokenText, token: SpokenToken) -> bool:
     month = token.kind is TokenKind.WORD and spoken.token_text(token) in MONTHS
     return _is_number(spoken, token) or token.kind is TokenKind.ORDINAL or month
@@ -200,13 +304,16 @@ class _Scanner:
             return self._email()
         if shape is Shape.STREET:
             return self._street()
-        accepts: dict[Shape, Callable[[SpokenText, SpokenToken], bool]] = {
+        if shape is Shape.SPELLING:
+            named = _named_letters(self.spoken, self.first, self.stop)
+            return self._tokens(self._spelled(named), self.first)
+        kinds: dict[Shape, Callable[[SpokenText, SpokenToken], bool]] = {
             Shape.NUMBER: _is_number,
             Shape.CODE: _is_code,
             Shape.DATE: _is_date,
-            Shape.SPELLING: _is_spelled,
         }
-        return self._tokens(accepts[shape], self.first)
+        accepts = kinds[shape]
+        return self._tokens(lambda index: accepts(self.spoken, self.spoken.tokens[index]), self.first)
 
     def _silence_after_cue(self) -> tuple[float | None, bool]:
         """Where the words resume, if a long pause follows the cue (after fillers such as "is").
@@ -277,9 +384,7 @@ class _Scanner:
 
     # -- shapes --
 
-    def _tokens(
-        self, accepts: Callable[[SpokenText, SpokenToken], bool], first: int, spelling: bool = False
-    ) -> CueValue:
+    def _tokens(self, accepts: Callable[[int], bool], first: int, spelling: bool = False) -> CueValue:
         """Numbers, codes, dates, spellings: value tokens with a few mangled words allowed between.
 
         A pause ends the value only if what follows it is not more of the value: callers pause between
@@ -292,12 +397,11 @@ class _Scanner:
         allowed = {Shape.DATE: 1}.get(self.rule.shape, self.limits.mangled_tokens) + int(spelling)
         longest = _SPELLING_S if spelling else self.rule.max_duration_s
         for index in range(first, self.stop):
-            token = self.spoken.tokens[index]
             start, end = self._times(index)
             if value is None:
                 if start - self.cue_end > self.limits.grace_s:
                     return self._closed(None, index)
-                if accepts(self.spoken, token):
+                if accepts(index):
                     value, value_start = (index, index), start
                 elif self._text(index) not in FILLERS:  # "it's", "uh" come free
                     grace += 1
@@ -305,9 +409,9 @@ class _Scanner:
                         return self._closed(None, index)
             else:
                 paused = start - previous_end > self.limits.max_gap_s
-                if end - value_start > longest or (paused and not accepts(self.spoken, token)):
+                if end - value_start > longest or (paused and not accepts(index)):
                     return self._closed(value, index)
-                if accepts(self.spoken, token):
+                if accepts(index):
                     value, mangled = (value[0], index), 0
                 elif not (self.rule.shape is Shape.DATE and self._text(index) in _DATE_JOINERS):
                     mangled += 1
@@ -317,12 +421,16 @@ class _Scanner:
         return self._ran_out(value)
 
     def _name(self) -> CueValue:
-        """One to three name words after a few fillers, and the spelling that may follow them."""
+        """One to three name words after a few fillers, and the spelling that may follow them.
+
+        A letter named by a word ends the name even if it sounds like one: "Nadia, go for november".
+        """
         index = self.first
         while index < self.stop and index - self.first < 2 and self._text(index) in FILLERS:
             index += 1
+        named = _named_letters(self.spoken, self.first, self.stop)
         names: list[int] = []
-        while index < self.stop and len(names) < _NAME_WINDOW:
+        while index < self.stop and len(names) < _NAME_WINDOW and index not in named:
             token = self.spoken.tokens[index]
             late = bool(names) and self._too_late(index, self._times(names[-1])[1], self._times(names[0])[0])
             if late or not _is_name(self.spoken, token, self.rule.capitalised):
@@ -330,25 +438,31 @@ class _Scanner:
             names.append(index)
             index += 1
         value = (names[0], names[-1]) if names else None
-        spelled = self._spelling_after(index) if names and index < self.stop else None
+        spelled = self._spelling_after(index, named) if names and index < self.stop else None
         if spelled is not None and spelled.value is not None:
             return replace(spelled, value=(names[0], spelled.value[1]))
         if index < self.stop or len(names) == _NAME_WINDOW:
             return self._closed(value, index)
         return self._ran_out(value)
 
-    def _spelling_after(self, index: int) -> CueValue | None:
+    def _spelling_after(self, index: int, named: frozenset[int]) -> CueValue | None:
         """The spelling that often follows a name: "Hartley, that's H A R T L E Y".
 
         It may start a few words later ("that's spelled"), and single NATO words count even when the
-        recognizer mangled their neighbours ("delta echo line line oscar").
+        recognizer mangled their neighbours ("delta echo line line oscar"), as do letters named by a word
+        however mangled ("go for oscar, s for the air"): ``named`` holds their tokens.
         """
         for ahead in range(index, min(index + _SPELLING_LOOKAHEAD, self.stop)):
             token = self.spoken.tokens[ahead]
-            weak = self._text(ahead) in ("a", "i")
-            if _is_spelled(self.spoken, token) and token.kind is not TokenKind.DIGITS and not weak:
-                return self._tokens(_is_spelled, ahead, spelling=True)
+            weak = self._text(ahead) in _WEAK_LETTERS
+            alone = _is_spelled(self.spoken, token) and token.kind is not TokenKind.DIGITS and not weak
+            if alone or ahead in named:
+                return self._tokens(self._spelled(named), ahead, spelling=True)
         return None
+
+    def _spelled(self, named: frozenset[int]) -> Callable[[int], bool]:
+        """Whether a token is part of a spelling: spelled letters, or a letter named by a word (``named``)."""
+        return lambda index: index in named or _is_spelled(self.spoken, self.spoken.tokens[index])
 
     def _email(self) -> CueValue:
         """Up to an address the normaliser assembled; failing that, over what sounded like one."""
