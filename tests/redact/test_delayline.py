@@ -18,7 +18,9 @@ from bleepline.redact.policy import MaskMode, MaskReason, RedactionPolicy
 from bleepline.timeline import AudioChunk, Samples
 from tests.redact.conftest import PACKET, RATE, beep_at, joined, loud_noise, max_step, seconds, stream
 
-POLICY = RedactionPolicy(delay_s=2.5)  # pads 0.25 s before, 0.2 s after; 5 ms fades
+POLICY = RedactionPolicy(
+    delay_s=2.5, pad_before_s=0.25, pad_after_s=0.2
+)  # pads 0.25 s before, 0.2 s after; 5 ms fades
 FADE = 40  # 5 ms at 8 kHz
 PAD_BEFORE = 2000
 PAD_AFTER = 1600
@@ -97,7 +99,7 @@ def test_dtmf_and_pii_marks_keep_their_own_reason_and_entity_in_the_masked_log()
 
 
 def test_silence_mode_zeroes_the_stretch_and_fades_the_original_outside_it() -> None:
-    policy = RedactionPolicy(mode=MaskMode.SILENCE)
+    policy = RedactionPolicy(mode=MaskMode.SILENCE, pad_before_s=0.25, pad_after_s=0.2)
     audio = loud_noise(6 * RATE)
     line = DelayLine(RATE, policy)
     line.mask(2.0, 3.0, MaskReason.PII, "PERSON")
@@ -139,7 +141,7 @@ def test_a_named_mark_wins_over_unverified_for_the_reason_reported_and_the_sound
 
 def test_nothing_is_released_unmasked_if_clear_never_comes() -> None:
     audio = loud_noise(4 * RATE)
-    line = DelayLine(RATE, RedactionPolicy(unverified_mode=MaskMode.BEEP))
+    line = DelayLine(RATE, RedactionPolicy(unverified_mode=MaskMode.BEEP, pad_before_s=0.25, pad_after_s=0.2))
     out = stream(line, audio, cleared=lambda now: None)
     assert np.array_equal(out, tone(0, len(audio), RATE, POLICY.beep))
     assert line.masked == [MaskedStretch(0.0, 4.0, MaskReason.UNVERIFIED)]
@@ -242,7 +244,7 @@ def test_a_late_mask_over_audio_that_went_out_masked_is_not_a_leak() -> None:
 
 def test_late_audio_is_dropped_and_counted_never_written_twice() -> None:
     audio = loud_noise(3 * RATE)
-    line = DelayLine(RATE, RedactionPolicy(delay_s=1.0))
+    line = DelayLine(RATE, RedactionPolicy(delay_s=1.0, pad_before_s=0.25, pad_after_s=0.2))
     out: list[AudioChunk] = []
     for start in range(0, 2 * RATE, PACKET):
         line.push(AudioChunk(audio[start : start + PACKET], RATE, start))
@@ -277,7 +279,7 @@ def test_audio_for_time_already_cleared_is_dropped_because_the_listener_never_he
 
 
 def test_audio_beyond_what_the_ring_holds_is_dropped_as_early_and_goes_out_as_silence() -> None:
-    line = DelayLine(RATE, RedactionPolicy(delay_s=1.0), headroom_s=0.5)
+    line = DelayLine(RATE, RedactionPolicy(delay_s=1.0, pad_before_s=0.25, pad_after_s=0.2), headroom_s=0.5)
     line.push(AudioChunk(loud_noise(RATE), RATE, 0))  # fits: the ring holds 1.5 s
     line.push(AudioChunk(loud_noise(RATE, seed=1), RATE, RATE))  # half of it fits
     line.clear_until(3.0)
@@ -376,7 +378,7 @@ def test_beep_edges_step_no_more_than_the_beep_itself() -> None:
 
 
 def test_silence_edges_ramp_the_original_down_and_up_without_a_step() -> None:
-    line = DelayLine(RATE, RedactionPolicy(mode=MaskMode.SILENCE))
+    line = DelayLine(RATE, RedactionPolicy(mode=MaskMode.SILENCE, pad_before_s=0.25, pad_after_s=0.2))
     line.mask(2.0, 3.0, MaskReason.PII, "CREDIT_CARD")
     out = stream(line, dc(5.0))
     # A raised cosine over 40 samples moves a 16000 level by at most 16000 * pi / 80 per sample.
@@ -385,7 +387,7 @@ def test_silence_edges_ramp_the_original_down_and_up_without_a_step() -> None:
 
 @pytest.mark.parametrize("unverified_mode", list(MaskMode))
 def test_clear_overtaking_a_masked_stretch_at_a_release_boundary_fades_out(unverified_mode: MaskMode) -> None:
-    policy = RedactionPolicy(delay_s=2.5, unverified_mode=unverified_mode)
+    policy = RedactionPolicy(delay_s=2.5, unverified_mode=unverified_mode, pad_before_s=0.25, pad_after_s=0.2)
     line = DelayLine(RATE, policy)
     # Down from 2 s to 5 s; then clear jumps ahead, so the masked stretch ends where release stands.
     out = stream(line, dc(8.0), cleared=lambda now: now if now <= 2.0 or now >= 5.0 else None)
