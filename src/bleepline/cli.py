@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bleepline import __version__
-from bleepline.commands import demo, keys, recordings
+from bleepline.commands import demo, keys, recordings, redact
 from bleepline.errors import BleeplineError
 
 EXIT_ERROR = 1
@@ -41,6 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory for the run's files (default: ./bleepline-demo)",
     )
     p.set_defaults(run=demo.run)
+
+    p = sub.add_parser("redact", help="beep personal data out of audio files; write .bleep + transcript")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="IN", help="audio files (anything FFmpeg reads)")
+    p.add_argument(
+        "--recipient",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="recipient public key; repeat for several recipients",
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the outputs")
+    p.add_argument(
+        "--delay", type=float, metavar="S", help="seconds audio is held for the recognizer (default 3)"
+    )
+    p.add_argument("--mask", choices=("beep", "silence"), help="how personal data is masked (default beep)")
+    p.add_argument("--model", help="speech model: whisper-tiny-en (default) or a CTranslate2 directory")
+    p.set_defaults(run=redact.run)
 
     p = sub.add_parser("keygen", help="make a reviewer key pair: recipient.pub and identity.key")
     p.add_argument("--out", type=Path, required=True, help="directory to write the key pair into")

@@ -1,60 +1,77 @@
 """`bleepline demo`: the main job on embedded defaults, to see bleepline work end to end.
 
-For now: make a reviewer key pair, seal the example call into a `.bleep` recording, inspect it, and
-decrypt it back, checking the audio came back sample for sample.
+Makes a reviewer key pair, redacts the example calls shipped in `fixtures/audio/` through the same
+streaming path as a live call, shows a redacted transcript, and decrypts one recording back to check it
+keeps the call's length and timeline.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from bleepline.audio.files import read_audio_chunks
-from bleepline.commands.recordings import decrypt_file, inspect_recording, seal_file
+from bleepline.commands.recordings import decrypt_file, inspect_recording
+from bleepline.commands.redact import Redactor, RedactOutputs, print_summary
 from bleepline.errors import BleeplineError
+from bleepline.redact.policy import RedactionPolicy
+from bleepline.speech.models import resolve_model
 from bleepline.store.keys import Identity, write_key_pair
 
-#: The example call shipped in the repository (found when bleepline runs from a checkout).
-EXAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "audio" / "welcome_8k.wav"
+#: The example calls shipped in the repository (found when bleepline runs from a checkout).
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "audio"
+EXAMPLES = ("card_kal_8k.wav", "phone_awb_8k.wav", "no_pii_awb_8k.wav")
 
 
 def run(args: argparse.Namespace) -> int:
-    source: Path = args.input or EXAMPLE
-    if not source.exists():
-        raise BleeplineError(f"{source}: example call not found; pass --input AUDIO_FILE")
+    sources = [args.input] if args.input else [FIXTURES / name for name in EXAMPLES]
+    for source in sources:
+        if not source.exists():
+            raise BleeplineError(f"{source}: example call not found; pass --input AUDIO_FILE")
     run_dir = _fresh_directory(args.out / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
 
     identity = Identity.generate()
     public_key, private_key = write_key_pair(run_dir / "keys", identity)
-    print(f"1. key pair        {public_key} (relay side) and {private_key} (reviewer side)")
+    print(f"1. key pair: {public_key} (the relay's) and {private_key} (the reviewer's)\n")
 
-    recording = run_dir / f"{source.stem}.bleep"
-    summary = seal_file(source, recording, [public_key])
-    print(f"2. sealed          {source} -> {recording}")
-    print(
-        f"                   {summary.duration:.2f} s at {summary.sample_rate} Hz, "
-        f"{summary.chunks} chunks, encrypted to key id {identity.key_id}"
-    )
+    print("2. redacting the example calls (the same streaming path as a live call)")
+    redactor = Redactor([identity.recipient], RedactionPolicy(), resolve_model())
+    outputs = []
+    for source in sources:
+        out = RedactOutputs.for_input(source, run_dir)
+        began = time.perf_counter()
+        report = redactor.redact(source, out)
+        print_summary(source, out, report, time.perf_counter() - began)
+        outputs.append((source, out))
 
-    report = inspect_recording(recording, private_key)
-    print(
-        f"3. inspected       integrity: {report['integrity']}, "
-        f"authenticated: {report['authenticated']}, redacted: {report['redacted']}"
-    )
+    source, first = outputs[0]
+    print(f"\n3. the redacted transcript of {source.name} ({first.subtitles.name}):\n")
+    print(first.subtitles.read_text().strip())
 
-    decrypted = run_dir / f"{source.stem}.decrypted.wav"
-    result = decrypt_file(recording, private_key, decrypted)
-    same = _same_audio(source, decrypted, summary.sample_rate)
-    print(f"4. decrypted       {recording} -> {decrypted}")
+    integrity = inspect_recording(first.recording, private_key)
+    decrypted = run_dir / f"{source.stem}.redacted.wav"
+    result = decrypt_file(first.recording, private_key, decrypted)
+    same_length, untouched = _compare(source, decrypted)
+    print(f"\n4. decrypted {first.recording.name} -> {decrypted}")
     print(
-        f"                   {result.duration:.2f} s; "
-        f"{'identical to the input, sample for sample' if same else 'DIFFERS from the input'}"
+        f"   integrity {integrity['integrity']}, redacted: {integrity['redacted']}; {result.duration:.2f} s, "
+        f"{'the same length and timeline as the input' if same_length else 'LENGTH DIFFERS'}; "
+        f"{untouched:.0%} of the samples unchanged, the rest beeped or masked"
     )
     print(f"\nall files are in {run_dir}")
-    return 0 if same else 1
+    return 0 if same_length else 1
+
+
+def _compare(source: Path, decrypted: Path) -> tuple[bool, float]:
+    original = np.concatenate([c.samples for c in read_audio_chunks(source)])
+    redacted = np.concatenate([c.samples for c in read_audio_chunks(decrypted)])
+    if len(original) != len(redacted):
+        return False, 0.0
+    return True, float(np.mean(original == redacted))
 
 
 def _fresh_directory(base: Path) -> Path:
@@ -68,9 +85,3 @@ def _fresh_directory(base: Path) -> Path:
             candidate = base.with_name(f"{base.name}-{number}")
         except OSError as exc:
             raise BleeplineError(f"{candidate}: cannot create: {exc.strerror}") from None
-
-
-def _same_audio(a: Path, b: Path, sample_rate: int) -> bool:
-    first = np.concatenate([c.samples for c in read_audio_chunks(a, sample_rate)])
-    second = np.concatenate([c.samples for c in read_audio_chunks(b, sample_rate)])
-    return bool(np.array_equal(first, second))

@@ -1,0 +1,274 @@
+"""One call from chunks in to sinks out: the journey of every chunk, top to bottom in this file.
+
+A chunk is held in the delay line; meanwhile the listener (VAD, recognizer, PII detector) and the keypad
+detector hear it, and what they learn — spans to mask, how far the transcript is final — goes to the
+delay line. When the clock says a stretch's time has come, the delay line releases it, masked where it
+must be, to the sinks: the encrypted recording and any redacted outputs. The redacted transcript is
+built from final words and what was masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bleepline.audio.dtmf import DtmfDetector, DtmfTone
+from bleepline.listener import Hearing
+from bleepline.redact.delayline import DelayLine
+from bleepline.redact.policy import MaskReason, RedactionPolicy
+from bleepline.store.transcript import Redaction, Transcript, TranscriptBuilder
+from bleepline.timeline import AudioChunk, PiiSpan
+
+log = logging.getLogger(__name__)
+
+#: Key presses closer than this belong to one entry (a card number typed on the keypad): one redaction.
+KEYPAD_ENTRY_GAP_S = 2.0
+#: Tone edges are found at half amplitude, to within a few ms: the mask reaches this far past both.
+KEYPAD_MARGIN_S = 0.02
+
+
+class AudioSink(Protocol):
+    """Where released (redacted) audio goes: the recording writer, a redacted RTP or WebRTC leg."""
+
+    def write(self, chunk: AudioChunk) -> None: ...
+
+
+class Listener(Protocol):
+    """What hears the call (``bleepline.listener.CallListener``; a recording of one in evaluations)."""
+
+    def push(self, chunk: AudioChunk) -> Hearing: ...
+
+    def end(self, at: float) -> Hearing: ...
+
+
+@dataclass
+class CallReport:
+    """What happened on a call, without content: for the command line's summary and for metrics."""
+
+    call_id: str
+    duration: float = 0.0
+    spans_by_entity: Counter[str] = field(default_factory=Counter)
+    masked_s: dict[str, float] = field(default_factory=dict)
+    late_masks: int = 0
+    late_mask_s: float = 0.0
+    keypad_entries: int = 0
+    listener_failures: int = 0
+    cpu_s: float = 0.0
+    transcript: Transcript | None = None
+
+
+class CallSession:
+    """Wires one call: ``push`` chunks in timeline order, ``end`` when the call is over.
+
+    With ``paced_by_audio`` (files), each chunk pushed moves the release clock to its end minus the
+    delay, so a file runs through exactly the live path as fast as the CPU allows. Without it (live), the
+    caller's clock calls ``release_until``. If the listener fails, the call carries on unheard: nothing
+    after the last cleared sample is ever cleared, so it is all masked as unverified (fail closed).
+    """
+
+    def __init__(
+        self,
+        call_id: str,
+        sample_rate: int,
+        *,
+        listener: Listener | None,
+        policy: RedactionPolicy,
+        sinks: Sequence[AudioSink],
+        transcript: TranscriptBuilder | None = None,
+        keypad: DtmfDetector | None = None,
+        paced_by_audio: bool = True,
+        listener_factory: Callable[[], Listener] | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.sample_rate = sample_rate
+        self.policy = policy
+        self.delay = DelayLine(sample_rate, policy)
+        self.listener = listener
+        self.keypad = keypad if keypad is not None else DtmfDetector(sample_rate)
+        self.sinks = list(sinks)
+        self.transcript = transcript
+        self.paced_by_audio = paced_by_audio
+        self._listener_factory = listener_factory
+        self._heard_until = 0.0
+        self._sent: set[tuple[float, float, str]] = set()  # spans already passed to the delay line
+        self._last_spans: Sequence[PiiSpan] = ()
+        self._spans: list[PiiSpan] = []  # every span reported, for the transcript's redactions
+        self._presses: list[DtmfTone] = []
+        self._began = time.process_time()
+        self.report = CallReport(call_id)
+
+    # -- the journey of a chunk ---------------------------------------------------------------------
+
+    def push(self, chunk: AudioChunk) -> None:
+        """Take one chunk of the call (raw audio; it never reaches a sink unredacted)."""
+        now = chunk.end / chunk.sample_rate
+        # 1. Held: nothing leaves before the delay line says so.
+        self.delay.push(chunk)
+        # 2. Heard: spans to mask, and how far the transcript is final.
+        self._hear(lambda listener: listener.push(chunk), now)
+        # 3. Keypad tones: masked from the moment a tone starts, whatever the listener says.
+        self._keypad(self.keypad.push(chunk), now)
+        self._heard_until = now
+        # 4. Released when its time comes: for a file, the audio itself is the clock.
+        if self.paced_by_audio:
+            self.release_until(now - self.policy.delay_s)
+
+    def release_until(self, t: float) -> None:
+        """The clock: everything before ``t`` (call timeline) goes to the sinks now, masked as needed."""
+        for released in self.delay.release_until(t):
+            self._deliver(released)
+
+    def end(self) -> CallReport:
+        """The call is over: settle what is pending, release everything, and build the transcript."""
+        self._hear(lambda listener: listener.end(self._heard_until), self._heard_until)
+        self._keypad(self.keypad.flush(), self._heard_until)
+        for released in self.delay.drain():
+            self._deliver(released)
+        return self._finish()
+
+    # -- what the listener and the keypad detector say ------------------------------------------------
+
+    def _hear(self, step: Callable[[Listener], Hearing], now: float) -> None:
+        if self.listener is None:
+            return
+        try:
+            hearing = step(self.listener)
+        except Exception as exc:  # a broken recognizer must not break the call: fail closed
+            self._listener_failed(exc, now)
+            return
+        if hearing.spans is not self._last_spans:
+            self._last_spans = hearing.spans
+            self._mark(hearing.spans)
+        for start, end in hearing.unverified:
+            self.delay.mask(start, end, MaskReason.UNVERIFIED)
+        if self.transcript is not None and hearing.final_words:
+            self.transcript.add_words(hearing.final_words)
+        # Cleared only after its marks are in: a span and the clearance it rests on arrive together.
+        self.delay.clear_until(hearing.final_until)
+        self._prune_sent()
+
+    def _mark(self, spans: Sequence[PiiSpan]) -> None:
+        """Every span reported masks for good, final or not: the detector is stateless, and a span that
+        vanishes from one hearing (a hypothesis flickered) can come back in the next, so withdrawing marks
+        would let digits through. Over-redaction is the price (measured in bench/eval_redaction.py)."""
+        for span in spans:
+            key = (span.start, span.end, span.entity)
+            if key not in self._sent:
+                self._sent.add(key)
+                self._spans.append(span)
+                self.delay.mask(span.start, span.end, MaskReason.PII, span.entity)
+
+    def _listener_failed(self, exc: Exception, now: float) -> None:
+        # The exception's message may quote what was said: log its type only.
+        self.report.listener_failures += 1
+        log.error(
+            "call %s: listener failed (%s); audio from here on is masked as unverified",
+            self.call_id,
+            type(exc).__name__,
+        )
+        self.listener = None
+        if self._listener_factory is not None:
+            # A fresh listener hears only what comes next: whatever the old one had not cleared stays
+            # masked, because a mark outranks any later clearance.
+            self.delay.mask(self.delay.cleared_until, now, MaskReason.UNVERIFIED)
+            self.listener = self._listener_factory()
+
+    def _keypad(self, tones: list[DtmfTone], now: float) -> None:
+        for tone in tones:
+            self._presses.append(tone)
+            self.delay.mask(tone.start - KEYPAD_MARGIN_S, tone.end + KEYPAD_MARGIN_S, MaskReason.DTMF, "DTMF")
+        if self.keypad.active_since is not None:
+            self.delay.mask(self.keypad.active_since - KEYPAD_MARGIN_S, now, MaskReason.DTMF, "DTMF")
+
+    def _prune_sent(self) -> None:
+        horizon = self.delay.released_until - 60.0
+        if len(self._sent) > 256:
+            self._sent = {key for key in self._sent if key[1] >= horizon}
+
+    def _deliver(self, chunk: AudioChunk) -> None:
+        for sink in self.sinks:
+            sink.write(chunk)
+
+    # -- the end of the call ------------------------------------------------------------------------
+
+    def _finish(self) -> CallReport:
+        report = self.report
+        report.duration = self.delay.released_until
+        report.spans_by_entity = Counter(s.entity for s in _merge(self._spans))
+        stats = self.delay.stats
+        report.masked_s = {str(reason): round(stats.masked_s(reason), 3) for reason in MaskReason}
+        report.late_masks = stats.late_masks
+        report.late_mask_s = round(stats.late_mask_s, 3)
+        entries = _keypad_entries(self._presses)
+        report.keypad_entries = len(entries)
+        report.cpu_s = time.process_time() - self._began
+        if self.transcript is not None:
+            self.transcript.add_redactions(self._redactions(entries))
+            report.transcript = self.transcript.build(
+                report.duration,
+                stats={
+                    "masked_seconds": report.masked_s,
+                    "late_masks": report.late_masks,
+                    "late_mask_seconds": report.late_mask_s,
+                    "listener_failures": report.listener_failures,
+                },
+            )
+        return report
+
+    def _redactions(self, entries: list[list[DtmfTone]]) -> list[Redaction]:
+        """What was masked, and why: the released PII stretches (with the strongest evidence for each),
+        keypad entries with their key count, and stretches nobody cleared."""
+        spans = _merge(self._spans)
+        items = []
+        for stretch in self.delay.masked:
+            if stretch.reason is MaskReason.PII and stretch.entity is not None:
+                found = [
+                    s for s in spans if s.entity == stretch.entity and s.overlaps(stretch.start, stretch.end)
+                ]
+                source = "cue" if any(s.source == "cue" for s in found) else "asr"
+                score = max((s.score for s in found), default=0.5)
+                items.append(Redaction(stretch.start, stretch.end, stretch.entity, source, score))
+        items += [
+            Redaction(entry[0].start, entry[-1].end, "DTMF", "dtmf", 1.0, digits=len(entry))
+            for entry in entries
+        ]
+        items += [
+            Redaction(stretch.start, stretch.end, "UNVERIFIED", "unverified", 0.0)
+            for stretch in self.delay.masked
+            if stretch.reason is MaskReason.UNVERIFIED
+        ]
+        return sorted(items, key=lambda r: r.start)
+
+
+def _merge(spans: Sequence[PiiSpan]) -> list[PiiSpan]:
+    """Spans of one entity that overlap, merged: a span grows as its words arrive, and is reported often."""
+    merged: list[PiiSpan] = []
+    for span in sorted(spans, key=lambda s: (s.entity, s.start)):
+        last = merged[-1] if merged else None
+        if last is not None and last.entity == span.entity and span.start <= last.end:
+            source = "cue" if "cue" in (last.source, span.source) else last.source
+            merged[-1] = PiiSpan(
+                last.start,
+                max(last.end, span.end),
+                last.entity,
+                max(last.score, span.score),
+                last.final and span.final,
+                source,
+            )
+        else:
+            merged.append(span)
+    return sorted(merged, key=lambda s: s.start)
+
+
+def _keypad_entries(presses: Sequence[DtmfTone]) -> list[list[DtmfTone]]:
+    entries: list[list[DtmfTone]] = []
+    for press in sorted(presses, key=lambda p: p.start):
+        if entries and press.start - entries[-1][-1].end <= KEYPAD_ENTRY_GAP_S:
+            entries[-1].append(press)
+        else:
+            entries.append([press])
+    return entries

@@ -1,0 +1,141 @@
+"""CallSession wiring with scripted listeners: what reaches the sinks, and failing closed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from bleepline.call import CallSession
+from bleepline.listener import Hearing
+from bleepline.redact.policy import MaskMode, RedactionPolicy
+from bleepline.timeline import AudioChunk, PiiSpan
+from tests.conftest import noise
+
+RATE = 8000
+POLICY = RedactionPolicy(
+    delay_s=2.0, pad_before_s=0.0, pad_after_s=0.0, fade_ms=0.0, unverified_mode=MaskMode.SILENCE
+)
+
+
+class ScriptedListener:
+    """Says at each chunk: the transcript is final up to ``lag`` behind, and these spans hold PII."""
+
+    def __init__(
+        self,
+        spans: list[PiiSpan],
+        lag: float = 0.5,
+        fail_at: float | None = None,
+        stall_at: float | None = None,
+    ) -> None:
+        self.spans = spans
+        self.lag = lag
+        self.fail_at = fail_at
+        self.stall_at = stall_at
+
+    def push(self, chunk: AudioChunk) -> Hearing:
+        now = chunk.end / chunk.sample_rate
+        if self.fail_at is not None and now >= self.fail_at:
+            raise RuntimeError("recognizer died while hearing 4111 1111 1111 1111")
+        final_until = max(now - self.lag, 0.0)
+        if self.stall_at is not None:
+            final_until = min(final_until, self.stall_at)
+        return Hearing(
+            heard_until=now, final_until=final_until, spans=tuple(s for s in self.spans if s.start < now)
+        )
+
+    def end(self, at: float) -> Hearing:
+        until = at if self.stall_at is None else self.stall_at
+        return Hearing(heard_until=at, final_until=until, spans=tuple(self.spans))
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.chunks: list[AudioChunk] = []
+
+    def write(self, chunk: AudioChunk) -> None:
+        self.chunks.append(chunk)
+
+    def samples(self) -> np.ndarray:
+        return np.concatenate([c.samples for c in self.chunks])
+
+
+def run_call(
+    listener: ScriptedListener | None,
+    seconds: float = 10.0,
+    factory: Callable[[], ScriptedListener] | None = None,
+    audio: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, CallSession]:
+    original = noise(int(seconds * RATE), seed=2) // 4 if audio is None else audio
+    capture = Capture()
+    session = CallSession(
+        "test-call", RATE, listener=listener, policy=POLICY, sinks=[capture], listener_factory=factory
+    )
+    for start in range(0, len(original), 160):
+        session.push(AudioChunk(original[start : start + 160], RATE, start))
+    session.report = session.end()
+    return original, capture.samples(), session
+
+
+def seconds(t: float) -> int:
+    return int(t * RATE)
+
+
+def test_released_audio_keeps_the_timeline_and_masks_exactly_the_span() -> None:
+    original, released, _ = run_call(ScriptedListener([PiiSpan(3.0, 4.5, "CREDIT_CARD", 0.9)]))
+    assert len(released) == len(original)
+    span = slice(seconds(3.0), seconds(4.5))
+    assert not np.any(released[span] == original[span])  # nothing of the original survives inside
+    outside = np.ones(len(original), dtype=bool)
+    outside[span] = False
+    assert np.array_equal(released[outside], original[outside])
+
+
+def test_a_crashed_listener_masks_everything_after_it_as_unverified() -> None:
+    original, released, session = run_call(ScriptedListener([], fail_at=4.0))
+    assert session.report.listener_failures == 1
+    cleared = seconds(4.0 - 0.5)
+    assert np.array_equal(released[: cleared - RATE // 50], original[: cleared - RATE // 50])
+    assert not np.any(released[cleared:])  # silence: unverified mode
+
+
+def test_the_crash_message_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    run_call(ScriptedListener([], fail_at=2.0))
+    assert "listener failed (RuntimeError)" in caplog.text
+    assert "4111" not in caplog.text
+
+
+def test_a_stalled_listener_leaves_the_rest_masked() -> None:
+    original, released, _ = run_call(ScriptedListener([], stall_at=3.0))
+    assert np.array_equal(released[: seconds(3.0)], original[: seconds(3.0)])
+    assert not np.any(released[seconds(3.0) :])
+
+
+def test_a_restarted_listener_does_not_clear_what_the_dead_one_missed() -> None:
+    restarted = ScriptedListener([], lag=0.5)
+    original, released, session = run_call(ScriptedListener([], fail_at=4.0), factory=lambda: restarted)
+    assert session.report.listener_failures == 1
+    gap = slice(seconds(3.5), seconds(4.0))
+    assert not np.any(released[gap])  # heard by nobody: stays masked
+    later = slice(seconds(5.0), seconds(9.0))
+    assert np.array_equal(released[later], original[later])  # the new listener clears what it hears
+
+
+def test_no_listener_at_all_means_everything_is_masked() -> None:
+    _, released, _ = run_call(None)
+    assert not np.any(released)
+
+
+def test_keypad_tones_are_masked_even_when_the_listener_clears_everything() -> None:
+    t = np.arange(RATE * 10) / RATE
+    audio = (noise(RATE * 10, seed=1) // 64).astype(np.int16)
+    key = slice(seconds(5.0), seconds(5.08))  # "5": 770 + 1336 Hz, 80 ms
+    audio[key] += (3000 * (np.sin(2 * np.pi * 770 * t[key]) + np.sin(2 * np.pi * 1336 * t[key]))).astype(
+        np.int16
+    )
+    original, released, session = run_call(ScriptedListener([]), audio=audio)
+    assert session.report.keypad_entries == 1
+    assert not np.any(released[key] == original[key])
+    assert np.array_equal(released[: seconds(4.5)], original[: seconds(4.5)])
