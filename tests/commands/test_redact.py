@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +187,80 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(
         "odd.transcript.json",
         "odd.vtt",
     ]
+
+
+KILLED_MID_CALL = """
+import os, signal, sys
+from pathlib import Path
+from bleepline.commands import redact
+from bleepline.redact.policy import RedactionPolicy
+from bleepline.speech.models import resolve_model
+from bleepline.store.keys import load_recipient
+from bleepline.store.recording import RecordingWriter
+
+real_write = RecordingWriter.write
+
+def write_then_die(self, chunk):
+    real_write(self, chunk)
+    if chunk.end >= 8000 * 9:  # nine seconds of the call are out: the process is killed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+RecordingWriter.write = write_then_die
+redactor = redact.Redactor([load_recipient(sys.argv[2])], RedactionPolicy(), resolve_model())
+redactor.redact(Path(sys.argv[1]), redact.RedactOutputs.for_input(Path(sys.argv[1]), Path(sys.argv[3])))
+"""
+
+
+def test_a_redactor_killed_mid_call_leaves_a_recording_that_decrypts_to_its_prefix(tmp_path: Path) -> None:
+    public, private = write_key_pair(tmp_path / "keys", Identity.generate())
+    (tmp_path / "out").mkdir()
+    source = FIXTURES / "card_kal_8k.wav"
+    result = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_CALL, str(source), str(public), str(tmp_path / "out")],
+        capture_output=True,
+        timeout=300,
+    )
+    assert result.returncode == -9
+    recording = tmp_path / "out" / "card_kal_8k.bleep"
+    assert not (tmp_path / "out" / "card_kal_8k.transcript.json").exists()
+    with pytest.raises(Exception, match="truncated"):
+        decrypt_file(recording, private, tmp_path / "no.wav")
+    salvaged = decrypt_file(recording, private, tmp_path / "prefix.wav", salvage=True)
+    assert not salvaged.complete
+    assert salvaged.duration >= 8.0  # whole one-second chunks up to the kill
+    prefix = audio_of(tmp_path / "prefix.wav")
+    original = audio_of(source)
+    # The prefix is the redacted call from sample 0: the card number (from 4.4 s) is masked in it.
+    (card,) = [p for p in truth("card_kal_8k")["pii"] if p["entity"] == "CREDIT_CARD"]
+    inside = slice(int(card["start"] * 8000), len(prefix))
+    assert np.mean(prefix[inside] == original[inside]) < 0.01
+
+
+FULL_DISK = """
+import resource, signal, sys
+from bleepline.cli import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+sys.exit(main(["redact", sys.argv[1], "--recipient", sys.argv[2], "--out", sys.argv[3]]))
+"""
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
+    public, _ = write_key_pair(tmp_path / "keys", Identity.generate())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FULL_DISK,
+            str(FIXTURES / "card_kal_8k.wav"),
+            str(public),
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "card_kal_8k.bleep: cannot be written: file too large" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []
