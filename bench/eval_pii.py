@@ -33,7 +33,7 @@ from typing import Any
 
 from bleepline.audio.files import read_audio_chunks
 from bleepline.listener import CallListener, Hearing
-from bleepline.pii.detector import SpokenPiiDetector
+from bleepline.pii.detector import SpokenPiiDetector, merge_spans
 from bleepline.pii.stream import SpanTracker
 from bleepline.speech.asr import StreamingRecognizer
 from bleepline.speech.models import load_whisper, resolve_model
@@ -90,7 +90,7 @@ def stream_call(truth_path: Path, whisper: Any, detector: SpokenPiiDetector) -> 
         "total": time.process_time() - began,
         "recognizer": listener.recognizer.stats.cpu_seconds,
     }
-    return CallResult(truth_path.stem, truth["pii"], _union(reported), first_seen, duration, cpu)
+    return CallResult(truth_path.stem, truth["pii"], merge_spans(reported), first_seen, duration, cpu)
 
 
 def _note(
@@ -100,25 +100,6 @@ def _note(
     for index, item in enumerate(truth):
         if index not in first_seen and any(s.overlaps(item["start"], item["end"]) for s in hearing.spans):
             first_seen[index] = hearing.heard_until
-
-
-def _union(spans: Sequence[PiiSpan]) -> list[PiiSpan]:
-    """Every reported span, overlapping ones of the same entity merged (a span grows as words arrive)."""
-    merged: list[PiiSpan] = []
-    for span in sorted(spans, key=lambda s: (s.entity, s.start)):
-        if merged and merged[-1].entity == span.entity and span.start <= merged[-1].end:
-            last = merged[-1]
-            merged[-1] = PiiSpan(
-                last.start,
-                max(last.end, span.end),
-                last.entity,
-                max(last.score, span.score),
-                last.final and span.final,
-                last.source,
-            )
-        else:
-            merged.append(span)
-    return sorted(merged, key=lambda s: s.start)
 
 
 def covered_share(start: float, end: float, spans: Sequence[PiiSpan]) -> float:

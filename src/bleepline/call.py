@@ -18,6 +18,7 @@ from typing import Protocol
 
 from bleepline.audio.dtmf import DtmfDetector, DtmfTone
 from bleepline.listener import Hearing
+from bleepline.pii.detector import merge_spans
 from bleepline.redact.delayline import DelayLine
 from bleepline.redact.policy import MaskReason, RedactionPolicy
 from bleepline.store.transcript import Redaction, Transcript, TranscriptBuilder
@@ -198,7 +199,7 @@ class CallSession:
     def _finish(self) -> CallReport:
         report = self.report
         report.duration = self.delay.released_until
-        report.spans_by_entity = Counter(s.entity for s in _merge(self._spans))
+        report.spans_by_entity = Counter(s.entity for s in merge_spans(self._spans))
         stats = self.delay.stats
         report.masked_s = {str(reason): round(stats.masked_s(reason), 3) for reason in MaskReason}
         report.late_masks = stats.late_masks
@@ -222,7 +223,7 @@ class CallSession:
     def _redactions(self, entries: list[list[DtmfTone]]) -> list[Redaction]:
         """What was masked, and why: the released PII stretches (with the strongest evidence for each),
         keypad entries with their key count, and stretches nobody cleared."""
-        spans = _merge(self._spans)
+        spans = merge_spans(self._spans)
         items = []
         for stretch in self.delay.masked:
             if stretch.reason is MaskReason.PII and stretch.entity is not None:
@@ -242,26 +243,6 @@ class CallSession:
             if stretch.reason is MaskReason.UNVERIFIED
         ]
         return sorted(items, key=lambda r: r.start)
-
-
-def _merge(spans: Sequence[PiiSpan]) -> list[PiiSpan]:
-    """Spans of one entity that overlap, merged: a span grows as its words arrive, and is reported often."""
-    merged: list[PiiSpan] = []
-    for span in sorted(spans, key=lambda s: (s.entity, s.start)):
-        last = merged[-1] if merged else None
-        if last is not None and last.entity == span.entity and span.start <= last.end:
-            source = "cue" if "cue" in (last.source, span.source) else last.source
-            merged[-1] = PiiSpan(
-                last.start,
-                max(last.end, span.end),
-                last.entity,
-                max(last.score, span.score),
-                last.final and span.final,
-                source,
-            )
-        else:
-            merged.append(span)
-    return sorted(merged, key=lambda s: s.start)
 
 
 def _keypad_entries(presses: Sequence[DtmfTone]) -> list[list[DtmfTone]]:
