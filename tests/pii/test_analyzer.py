@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,17 @@ def test_only_person_names_come_from_the_language_model() -> None:
         text="Sarah flew to Paris on Monday with Google", language="en", entities=list(ANALYZED_ENTITIES)
     )
     assert [result.entity_type for result in results] == ["PERSON"]
+
+
+def test_an_altered_spacy_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bleepline import manifest
+    from bleepline.manifest import ModelError
+    from bleepline.pii.analyzer import build_analyzer
+
+    altered = tmp_path / "manifest.toml"
+    real = manifest.manifest_path().read_text()
+    altered.write_text(real.replace('"ner/model" = "cd93', '"ner/model" = "0000'))
+    monkeypatch.setenv(manifest.MANIFEST_ENV, str(altered))
+    monkeypatch.setattr(manifest, "_verified", set())
+    with pytest.raises(ModelError, match=r"ner/model: checksum differs"):
+        build_analyzer()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bleepline.speech import models
+from bleepline import manifest
 from bleepline.speech.models import DEFAULT_MODEL, ModelError, ModelSpec, resolve_model
 
 
@@ -17,18 +17,18 @@ def test_default_model_is_the_bundled_tiny_en_checked_against_the_manifest() -> 
 
 
 def test_altered_model_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    manifest = tmp_path / "manifest.toml"
-    real = models.manifest_path().read_text()
-    manifest.write_text(real.replace('"model.bin" = "1a5a', '"model.bin" = "0000'))
-    monkeypatch.setenv(models.MANIFEST_ENV, str(manifest))
-    monkeypatch.setattr(models, "_verified", set())
-    with pytest.raises(ModelError, match="checksum does not match"):
+    altered = tmp_path / "manifest.toml"
+    real = manifest.manifest_path().read_text()
+    altered.write_text(real.replace('"model.bin" = "1a5a', '"model.bin" = "0000'))
+    monkeypatch.setenv(manifest.MANIFEST_ENV, str(altered))
+    monkeypatch.setattr(manifest, "_verified", set())
+    with pytest.raises(ModelError, match="checksum differs"):
         resolve_model()
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(models.MANIFEST_ENV, str(tmp_path / "nowhere.toml"))
-    monkeypatch.setattr(models, "_verified", set())
+    monkeypatch.setenv(manifest.MANIFEST_ENV, str(tmp_path / "nowhere.toml"))
+    monkeypatch.setattr(manifest, "_verified", set())
     with pytest.raises(ModelError, match="manifest not found"):
         resolve_model()
 

