@@ -56,9 +56,7 @@ def verify_model_files(name: str, directory: Path) -> None:
             if not file.is_file():
                 raise ModelError(f"{file}: model file missing; reinstall the model package")
             if sha256_of(file) != expected:
-                raise ModelError(
-                    f"{file}: checksum differs from the manifest; the model package was altered"
-                )
+                raise ModelError(f"{file}: checksum differs from the manifest; the model package was altered")
         _verified.add((name, directory))
 
 

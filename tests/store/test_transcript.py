@@ -735,3 +735,21 @@ def _check(value: object, schema: Mapping[str, object], root: Mapping[str, objec
         else:
             raise AssertionError(f"the test's schema check does not know {keyword!r}")
     return errors
+
+
+@pytest.mark.parametrize(
+    ("said", "expected", "replaced"),
+    [
+        ("my number is 4 1 1 1 thanks", "my number is [NUMBER] thanks", 4),
+        ("it is four one one one.", "it is [NUMBER].", 4),
+        ("call 55 51 23 now", "call [NUMBER] now", 3),
+        ("I have two kids and 3 dogs", "I have two kids and 3 dogs", 0),
+        ("room 4 at nine thirty", "room 4 at nine thirty", 0),
+    ],
+)
+def test_a_number_spread_over_words_is_replaced_when_nothing_redacted_it(
+    said: str, expected: str, replaced: int
+) -> None:
+    result = build(evenly(said))
+    assert " ".join(s.text for s in result.segments) == expected
+    assert result.numbers_replaced == replaced

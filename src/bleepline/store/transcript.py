@@ -47,6 +47,9 @@ _ENTITY = re.compile(r"[A-Z][A-Z0-9_]{0,39}")
 _DIGIT_RUN = re.compile(r"\d(?:[\s,.\-/'–—]?\d)*")  # noqa: RUF001 - en and em dash are meant
 _STAT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _SENTENCE_END = (".", "?", "!")
+_DIGIT_WORDS = frozenset(
+    ["zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "double", "triple"]
+)
 # Kept after a placeholder so that "[PERSON]." still reads as the end of a sentence.
 _KEPT_PUNCTUATION = (".", ",", "?", "!")
 # Control, format (zero-width, bidi overrides), private-use and surrogate characters: they can hide digits
@@ -339,6 +342,7 @@ def _tokens(words: Sequence[Word], redactions: Sequence[Redaction]) -> tuple[lis
             tokens.append(_Token(start, end, kept, NUMBER, sentence_end))
         elif text:
             tokens.append(_Token(start, end, text, None, sentence_end))
+    numbers += _replace_spread_numbers(tokens)
     # A DTMF run in silence or a stretch the recognizer never reached still shows where audio was masked.
     tokens += [_Token(r.start, r.end, "", r.placeholder, False) for r in redactions if id(r) not in touched]
     tokens.sort(key=lambda t: (t.start, t.end))
@@ -377,6 +381,41 @@ def _choose(start: float, end: float, hits: Sequence[Redaction]) -> Redaction:
         hits,
         key=lambda r: (r.source != UNVERIFIED, min(end, r.end) - max(start, r.start), r.score, r.entity),
     )
+
+
+def _replace_spread_numbers(tokens: list[_Token]) -> int:
+    """Replace runs of kept words that together say 4 or more digits ("4" "1" "1" "1", "four one one one").
+
+    Defence in depth like the single-word rule: the detector decides what is PII, but a long number
+    spread over words is a risk in a transcript by itself. Returns how many words were replaced.
+    """
+    replaced = 0
+    run: list[int] = []
+    digits = 0
+    for index in range(len(tokens) + 1):  # one step past the end closes the last run
+        count = _digits_said(tokens[index]) if index < len(tokens) else 0
+        if count:
+            run.append(index)
+            digits += count
+            continue
+        if digits >= NUMBER_DIGITS:
+            for at in run:
+                token = tokens[at]
+                kept = token.text[-1] if token.text.endswith(_KEPT_PUNCTUATION) else ""
+                tokens[at] = _Token(token.start, token.end, kept, NUMBER, token.sentence_end)
+            replaced += len(run)
+        run, digits = [], 0
+    return replaced
+
+
+def _digits_said(token: _Token) -> int:
+    """Digits a kept word says: written digits, or one number word ("four", "oh"); 0 for anything else."""
+    if token.placeholder is not None:
+        return 0
+    bare = token.text.strip(".,?!;:'\"").lower()
+    if bare.isdigit():
+        return len(bare)
+    return 1 if bare in _DIGIT_WORDS else 0
 
 
 def _long_number(text: str) -> bool:
