@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from bleepline.store import transcript as transcript_module
-from bleepline.store.errors import StoreError
+from bleepline.store.errors import StoreError, TranscriptWriteError
 from bleepline.store.transcript import (
     Redaction,
     Transcript,
     TranscriptBuilder,
-    TranscriptWriteError,
     write_transcript,
 )
 from bleepline.timeline import PiiSpan, Word

@@ -44,3 +44,7 @@ class TruncatedRecordingError(RecordingIntegrityError):
 
 class RecordingWriteError(StoreError):
     """The recording could not be written (disk full, permissions)."""
+
+
+class TranscriptWriteError(StoreError):
+    """A transcript file could not be written (missing directory, permissions, disk full)."""

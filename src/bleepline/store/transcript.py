@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 
-from bleepline.store.errors import StoreError
+from bleepline.store.errors import TranscriptWriteError
 from bleepline.timeline import PiiSpan, Word
 
 FORMAT = "bleepline-transcript"
@@ -57,10 +57,6 @@ _KEPT_PUNCTUATION = (".", ",", "?", "!")
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs"})
 _MAX_LABEL = 200
 _MAX_POLICY_BYTES = 4096
-
-
-class TranscriptWriteError(StoreError):
-    """A transcript file could not be written (missing directory, permissions, disk full)."""
 
 
 @dataclass(frozen=True)
