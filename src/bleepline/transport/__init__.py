@@ -1,0 +1,1 @@
+"""Getting call audio in and out: RTP/RTCP, RFC 4733 events, SDP, UDP endpoints. Knows nothing of speech or PII."""
