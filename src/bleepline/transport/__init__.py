@@ -1,1 +1,4 @@
-"""Getting call audio in and out: RTP/RTCP, RFC 4733 events, SDP, UDP endpoints. Knows nothing of speech or PII."""
+"""Getting call audio in and out: RTP/RTCP, RFC 4733 events, SDP and UDP endpoints.
+
+Knows nothing of speech or PII.
+"""
