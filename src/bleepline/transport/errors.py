@@ -1,0 +1,36 @@
+"""Errors of the transport layer: bytes from the network that are not the packet they claim to be.
+
+An endpoint catches these, drops the packet and counts the drop under the error's ``reason``.
+"""
+
+from __future__ import annotations
+
+from bleepline.errors import BleeplineError
+
+
+class TransportError(BleeplineError):
+    """A failure in getting call media in or out."""
+
+
+class MalformedPacketError(TransportError, ValueError):
+    """A packet that does not parse. The caller drops it and counts it.
+
+    ``reason`` is a short fixed word (``"version"``, ``"padding"``…) fit for a metric label; the message
+    says what was wrong in numbers and never quotes the packet's bytes, which may carry call audio.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RtpError(MalformedPacketError):
+    """An RTP packet (RFC 3550) that is truncated or inconsistent."""
+
+
+class RtcpError(MalformedPacketError):
+    """An RTCP compound packet (RFC 3550) with a packet in it that is truncated or inconsistent."""
+
+
+class TelephoneEventError(MalformedPacketError):
+    """An RFC 4733 telephone-event payload that is too short."""
