@@ -34,3 +34,11 @@ class RtcpError(MalformedPacketError):
 
 class TelephoneEventError(MalformedPacketError):
     """An RFC 4733 telephone-event payload that is too short."""
+
+
+class SdpError(TransportError, ValueError):
+    """An SDP body that cannot be used: malformed, oversized, or offering nothing the relay speaks.
+
+    The message is one line naming the line number and the problem. It never quotes key material or free
+    text from the offer, so the transport boundary may log it and count the call as refused.
+    """

@@ -14,6 +14,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bleepline.transport.errors import SdpError as SdpError  # re-exported: callers catch it from here
+
 #: Offers larger than this are refused before any parsing. Real offers are 0.5 to 4 KiB.
 MAX_SDP_CHARS = 64 * 1024
 MAX_SDP_LINES = 1000
@@ -82,14 +84,6 @@ _MAX_LIFETIME_EXPONENT = 48  # SRTP counts at most 2^48 packets under one key (R
 _MAX_CLOCK_RATE = 1_000_000
 _MAX_PTIME_MS = 1000
 _MAX_LISTED = 8
-
-
-class SdpError(ValueError):
-    """An SDP body that cannot be used: malformed, oversized, or offering nothing the relay speaks.
-
-    The message is one line naming the line number and the problem. It never quotes key material or free
-    text from the offer, so the transport boundary may log it and count the call as refused.
-    """
 
 
 @dataclass(frozen=True)
