@@ -46,6 +46,17 @@ class Listener(Protocol):
     def end(self, at: float) -> Hearing: ...
 
 
+@dataclass(frozen=True)
+class Heard:
+    """What ``CallSession.listen`` found about one chunk (``chunk`` false: the end of the call) at ``now``
+    seconds: a hearing, or the exception the listener raised, or neither (no listener)."""
+
+    now: float
+    hearing: Hearing | None
+    error: Exception | None
+    chunk: bool
+
+
 @dataclass
 class CallReport:
     """What happened on a call, without content: for the command line's summary and for metrics."""
@@ -94,7 +105,8 @@ class CallSession:
         self.transcript = transcript
         self.paced_by_audio = paced_by_audio
         self._listener_factory = listener_factory
-        self._heard_until = 0.0
+        self._heard_until = 0.0  # end of the last chunk the listener heard
+        self._held_until = 0.0  # end of the last chunk held (live: ahead of the listener)
         self._sent: set[tuple[float, float, str]] = set()  # spans already passed to the delay line
         self._last_spans: Sequence[PiiSpan] = ()
         self._spans: list[PiiSpan] = []  # every span reported, for the transcript's redactions
@@ -106,17 +118,49 @@ class CallSession:
 
     def push(self, chunk: AudioChunk) -> None:
         """Take one chunk of the call (raw audio; it never reaches a sink unredacted)."""
-        now = chunk.end / chunk.sample_rate
-        # 1. Held: nothing leaves before the delay line says so.
-        self.delay.push(chunk)
+        # 1. Held, and its keypad tones marked: nothing leaves before the delay line says so.
+        self.hold(chunk)
         # 2. Heard: spans to mask, and how far the transcript is final.
-        self._hear(lambda listener: listener.push(chunk), now)
-        # 3. Keypad tones: masked from the moment a tone starts, whatever the listener says.
-        self._keypad(self.keypad.push(chunk), now)
-        self._heard_until = now
-        # 4. Released when its time comes: for a file, the audio itself is the clock.
+        self.hear(chunk)
+        # 3. Released when its time comes: for a file, the audio itself is the clock.
         if self.paced_by_audio:
-            self.release_until(now - self.policy.delay_s)
+            self.release_until(chunk.end / chunk.sample_rate - self.policy.delay_s)
+
+    def hold(self, chunk: AudioChunk) -> None:
+        """The media side of ``push``: into the delay line, and past the keypad detector (cheap, so a live
+        call does it as the packet arrives). Keypad tones are masked from the moment a tone starts,
+        whatever the listener says."""
+        now = chunk.end / chunk.sample_rate
+        self.delay.push(chunk)
+        self._keypad(self.keypad.push(chunk), now)
+        self._held_until = max(self._held_until, now)
+
+    def hear(self, chunk: AudioChunk) -> None:
+        """The listening side of ``push``, after ``hold``: ``listen`` then ``take_in``. A live call runs
+        the two apart, so that the slow part (``listen``) holds no lock the media side waits for."""
+        self.take_in(self.listen(chunk))
+
+    def listen(self, chunk: AudioChunk | None) -> Heard:
+        """What the listener makes of ``chunk`` (``None``: the call is over). Touches the listener only,
+        never the delay line; an exception is caught and handed on, for ``take_in`` to fail closed."""
+        now = self._heard_until if chunk is None else chunk.end / chunk.sample_rate
+        listener = self.listener
+        if listener is None:
+            return Heard(now, None, None, chunk is not None)
+        try:
+            hearing = listener.push(chunk) if chunk is not None else listener.end(now)
+        except Exception as exc:  # a broken recognizer must not break the call: fail closed
+            return Heard(now, None, exc, chunk is not None)
+        return Heard(now, hearing, None, chunk is not None)
+
+    def take_in(self, heard: Heard) -> None:
+        """Apply what ``listen`` found: marks, then clearance; a failure masks from here on."""
+        if heard.error is not None:
+            self._listener_failed(heard.error, heard.now)
+        elif heard.hearing is not None:
+            self._hear(heard.hearing)
+        if heard.chunk:
+            self._heard_until = heard.now
 
     def release_until(self, t: float) -> None:
         """The clock: everything before ``t`` (call timeline) goes to the sinks now, masked as needed."""
@@ -125,22 +169,19 @@ class CallSession:
 
     def end(self) -> CallReport:
         """The call is over: settle what is pending, release everything, and build the transcript."""
-        self._hear(lambda listener: listener.end(self._heard_until), self._heard_until)
-        self._keypad(self.keypad.flush(), self._heard_until)
+        self.take_in(self.listen(None))
+        return self.close()
+
+    def close(self) -> CallReport:
+        """``end`` once the listener has had its last word (a live call has it on its own thread)."""
+        self._keypad(self.keypad.flush(), self._held_until)
         for released in self.delay.drain():
             self._deliver(released)
         return self._finish()
 
     # -- what the listener and the keypad detector say ------------------------------------------------
 
-    def _hear(self, step: Callable[[Listener], Hearing], now: float) -> None:
-        if self.listener is None:
-            return
-        try:
-            hearing = step(self.listener)
-        except Exception as exc:  # a broken recognizer must not break the call: fail closed
-            self._listener_failed(exc, now)
-            return
+    def _hear(self, hearing: Hearing) -> None:
         if hearing.spans is not self._last_spans:
             self._last_spans = hearing.spans
             self._mark(hearing.spans)
