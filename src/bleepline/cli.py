@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bleepline import __version__
-from bleepline.commands import demo, keys, recordings, redact
+from bleepline.commands import demo, keys, recordings, redact, serve
 from bleepline.errors import BleeplineError
 
 EXIT_ERROR = 1
@@ -59,6 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", choices=("beep", "silence"), help="how personal data is masked (default beep)")
     p.add_argument("--model", help="speech model: whisper-tiny-en (default) or a CTranslate2 directory")
     p.set_defaults(run=redact.run)
+
+    p = sub.add_parser("serve", help="live relay: redact RTP calls arriving on a UDP port (static mode)")
+    p.add_argument("--rtp-listen", required=True, metavar="HOST:PORT", help="UDP address to receive RTP on")
+    p.add_argument("--codec", choices=tuple(serve.CODECS), required=True, help="the calls' audio codec")
+    p.add_argument(
+        "--recipient",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="recipient public key; repeat for several recipients",
+    )
+    p.add_argument("--store", type=Path, required=True, metavar="DIR", help="directory for the recordings")
+    p.add_argument(
+        "--delay", type=float, metavar="S", help="seconds audio is held for the recognizer (default 3)"
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="end a call after this many seconds without packets (default 10)",
+    )
+    p.add_argument("--model", help="speech model: whisper-tiny-en (default) or a CTranslate2 directory")
+    p.set_defaults(run=serve.run, mask=None)
 
     p = sub.add_parser("keygen", help="make a reviewer key pair: recipient.pub and identity.key")
     p.add_argument("--out", type=Path, required=True, help="directory to write the key pair into")

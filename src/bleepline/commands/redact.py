@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise BleeplineError(f"{out_dir}: exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    policy = _policy(args)
+    policy = policy_from_args(args)
     redactor = Redactor(recipients, policy, resolve_model(args.model))
     progress = sys.stderr if sys.stderr.isatty() else None
     failures = 0
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _policy(args: argparse.Namespace) -> RedactionPolicy:
+def policy_from_args(args: argparse.Namespace) -> RedactionPolicy:
     options: dict[str, Any] = {}
     if args.delay is not None:
         options["delay_s"] = args.delay

@@ -1,0 +1,294 @@
+"""The live relay in static mode (Asterisk externalMedia style): one UDP port, one call per RTP source.
+
+Each source address and SSRC is a call of its own, redacted through ``LiveCall`` into ``<uuid>.bleep``
+plus its transcript; a call ends on RTCP BYE from its source, on silence past the idle timeout, or at stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bleepline.audio.codecs import CodecSpec
+from bleepline.call import CallReport, CallSession, Listener
+from bleepline.live import LiveCall
+from bleepline.redact.policy import RedactionPolicy
+from bleepline.store.keys import RecipientKey
+from bleepline.store.recording import RecordingWriter
+from bleepline.store.transcript import TranscriptBuilder, write_transcript
+from bleepline.transport.endpoint import MAX_DATAGRAM_BYTES
+from bleepline.transport.errors import MalformedPacketError
+from bleepline.transport.receiver import CallReceiver
+from bleepline.transport.rtp import RtcpBye, RtpPacket, is_rtcp, parse_rtcp, parse_rtp
+
+log = logging.getLogger(__name__)
+
+#: How often held audio is released and receivers are polled: one packet's time at 20 ms ptime.
+TICK_S = 0.02
+
+#: Calls at once; past it a new source is dropped and counted, so a flood of sources cannot exhaust memory.
+DEFAULT_MAX_CALLS = 64
+
+#: Static payload types (RFC 3551): the only audio a static-mode call accepts, so stray UDP never
+#: becomes a call.
+STATIC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}
+
+CallKey = tuple[tuple[str, int], int]  # (source host and port, SSRC)
+ListenerFactory = Callable[[int], Listener | None]
+
+
+@dataclass
+class ServerStats:
+    """Counters without content: every datagram is in ``datagrams`` and in at most one drop counter."""
+
+    datagrams: int = 0
+    rtp: int = 0
+    rtcp: int = 0
+    malformed: int = 0
+    oversize: int = 0
+    wrong_payload_type: int = 0
+    stranger: int = 0  # RTCP from an address with no call: it could be a forged BYE
+    after_end: int = 0  # packets of a call already ended
+    refused: int = 0  # new sources past max_calls, or a call that could not be set up
+    calls_started: int = 0
+    calls_ended: int = 0
+    reports: list[CallReport] = field(default_factory=list)
+
+
+@dataclass
+class _Call:
+    call_id: str
+    key: CallKey
+    receiver: CallReceiver
+    live: LiveCall
+    writer: RecordingWriter
+    last_activity: float
+
+
+class RelayServer(asyncio.DatagramProtocol):
+    """Receives RTP on one socket and runs one ``LiveCall`` per (source, SSRC). Use ``run`` in a loop."""
+
+    def __init__(
+        self,
+        *,
+        codec: CodecSpec,
+        recipients: list[RecipientKey],
+        store: Path,
+        policy: RedactionPolicy,
+        listener_factory: ListenerFactory,
+        models: dict[str, str],
+        idle_timeout_s: float = 10.0,
+        max_calls: int = DEFAULT_MAX_CALLS,
+    ) -> None:
+        if codec.name not in STATIC_PAYLOAD_TYPES:
+            raise ValueError(f"static mode takes PCMU or PCMA, not {codec.name}")
+        self.codec = codec
+        self.payload_type = STATIC_PAYLOAD_TYPES[codec.name]
+        self.recipients = recipients
+        self.store = store
+        self.policy = policy
+        self.listener_factory = listener_factory
+        self.models = models
+        self.idle_timeout_s = idle_timeout_s
+        self.max_calls = max_calls
+        self.stats = ServerStats()
+        self.local_address: tuple[str, int] | None = None
+        self._calls: dict[CallKey, _Call] = {}
+        # Keys of ended calls: a packet trailing its BYE must not open a new call (and a new file).
+        self._ended: set[CallKey] = set()
+        self._finishing: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def run(self, host: str, port: int, ready: Callable[[tuple[str, int]], None] | None = None) -> None:
+        """Serve until ``stop``; then end every call (recordings finalised) and return."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stop = asyncio.Event()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        sockname = transport.get_extra_info("sockname")
+        self.local_address = (sockname[0], sockname[1])
+        log.info("listening for RTP (%s) on %s:%d", self.codec.name, *self.local_address)
+        if ready is not None:
+            ready(self.local_address)
+        ticker = asyncio.create_task(self._tick_forever())
+        try:
+            await self._stop.wait()
+        finally:
+            ticker.cancel()
+            transport.close()
+            for call in list(self._calls.values()):
+                self._end_call(call, "stop")
+            if self._finishing:
+                await asyncio.gather(*self._finishing, return_exceptions=True)
+            log.info("stopped: %d calls served", self.stats.calls_ended)
+
+    def stop(self) -> None:
+        """Ask ``run`` to finish; safe from a signal handler on the loop or from any thread."""
+        loop, event = self._loop, self._stop
+        if loop is not None and event is not None:
+            loop.call_soon_threadsafe(event.set)
+
+    # -- datagrams ---------------------------------------------------------------------------------------
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors from a far end gone away: nothing for a receive-only port to do.
+        log.debug("socket error: %s", type(exc).__name__)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        stats = self.stats
+        stats.datagrams += 1
+        if len(data) > MAX_DATAGRAM_BYTES:
+            stats.oversize += 1
+            return
+        source = (str(addr[0]), int(addr[1]))  # IPv6 adds flow info and scope id; host and port identify
+        arrival = self._loop.time() if self._loop is not None else 0.0
+        try:
+            if is_rtcp(data):
+                self._rtcp(data, source)
+            else:
+                self._rtp(parse_rtp(data), source, arrival)
+        except MalformedPacketError:
+            stats.malformed += 1
+        except Exception as exc:  # one bad packet or a bug downstream must not stop the port
+            log.error("packet handling failed (%s); dropped", type(exc).__name__)
+
+    def _rtp(self, packet: RtpPacket, source: tuple[str, int], arrival: float) -> None:
+        if packet.payload_type != self.payload_type:
+            self.stats.wrong_payload_type += 1
+            return
+        key = (source, packet.ssrc)
+        call = self._calls.get(key)
+        if call is None:
+            if key in self._ended:
+                self.stats.after_end += 1
+                return
+            call = self._start_call(key, arrival)
+            if call is None:
+                return
+        self.stats.rtp += 1
+        call.last_activity = arrival
+        call.receiver.receive(packet, arrival)
+
+    def _rtcp(self, data: bytes, source: tuple[str, int]) -> None:
+        # Only a source with a call may send RTCP: anyone else's BYE could be forged to cut a call short.
+        mine = [call for call in self._calls.values() if call.key[0] == source]
+        if not mine:
+            self.stats.stranger += 1
+            return
+        self.stats.rtcp += 1
+        for report in parse_rtcp(data):
+            if isinstance(report, RtcpBye):
+                for call in mine:
+                    if call.key[1] in report.ssrcs:
+                        self._end_call(call, "bye")
+
+    # -- calls -------------------------------------------------------------------------------------------
+
+    def _start_call(self, key: CallKey, arrival: float) -> _Call | None:
+        if len(self._calls) >= self.max_calls:
+            self.stats.refused += 1
+            return None
+        # A UUID, never the caller's address: file names outlive the call and travel with the recording.
+        call_id = str(uuid.uuid4())
+        rate = self.codec.clock_rate
+        try:
+            writer = RecordingWriter(
+                self.store / f"{call_id}.bleep",
+                self.recipients,
+                sample_rate=rate,
+                call_id=call_id,
+                redacted=True,
+                metadata={"models": self.models, "policy": self.policy.describe(), "source": "serve"},
+            )
+        except Exception as exc:
+            self.stats.refused += 1
+            log.error("call could not be recorded (%s); its packets are dropped", type(exc).__name__)
+            return None
+        session = CallSession(
+            call_id,
+            rate,
+            listener=self.listener_factory(rate),
+            policy=self.policy,
+            sinks=[writer],
+            transcript=TranscriptBuilder(call_id, models=self.models, policy=self.policy.describe()),
+            paced_by_audio=False,
+        )
+        call = _Call(
+            call_id,
+            key,
+            CallReceiver(self.codec, telephone_event_pt=None, payload_type=self.payload_type),
+            LiveCall(session),
+            writer,
+            arrival,
+        )
+        self._calls[key] = call
+        self.stats.calls_started += 1
+        log.info("call %s: started from %s:%d", call_id, *key[0])
+        return call
+
+    async def _tick_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = loop.time()
+            for call in list(self._calls.values()):
+                try:
+                    for chunk in call.receiver.poll(now):
+                        call.live.push(chunk)
+                    call.live.tick()
+                except Exception as exc:  # one call's bug must not stop the others
+                    log.error("call %s: tick failed (%s); ending it", call.call_id, type(exc).__name__)
+                    self._end_call(call, "error")
+                    continue
+                if now - call.last_activity >= self.idle_timeout_s:
+                    self._end_call(call, "idle")
+
+    def _end_call(self, call: _Call, why: str) -> None:
+        if self._calls.pop(call.key, None) is None:
+            return
+        self._ended.add(call.key)
+        for chunk in call.receiver.flush():
+            call.live.push(chunk)
+        # LiveCall.end waits for the listener's last word (seconds): off the loop, so other calls go on.
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._finish, call, why))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    def _finish(self, call: _Call, why: str) -> None:
+        try:
+            report = call.live.end()
+            call.writer.close()
+            assert report.transcript is not None
+            write_transcript(
+                report.transcript,
+                self.store / f"{call.call_id}.transcript.json",
+                self.store / f"{call.call_id}.vtt",
+            )
+        except Exception as exc:
+            call.writer.abort()
+            log.error("call %s: could not be finalised (%s)", call.call_id, type(exc).__name__)
+            return
+        self.stats.calls_ended += 1
+        self.stats.reports.append(report)
+        masked = ", ".join(
+            f"{reason} {seconds:.1f} s" for reason, seconds in report.masked_s.items() if seconds
+        )
+        log.info(
+            "call %s: ended (%s) after %.1f s; masked: %s",
+            call.call_id,
+            why,
+            report.duration,
+            masked or "nothing",
+        )
