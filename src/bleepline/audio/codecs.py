@@ -137,29 +137,28 @@ def _mono(frame: av.AudioFrame) -> Samples:
     return mixed
 
 
+#: Per codec: how to make a decoder and an encoder (fresh ones per stream: Opus keeps state).
+_REGISTRY: dict[tuple[str, int], tuple[type[AudioDecoder], type[AudioEncoder]]] = {
+    PCMU.key: (_Ulaw, _Ulaw),
+    PCMA.key: (_Alaw, _Alaw),
+    L16_8K.key: (_L16, _L16),
+    L16_16K.key: (_L16, _L16),
+    OPUS.key: (_OpusDecoder, _OpusEncoder),
+}
+
+
 def decoder_for(spec: CodecSpec) -> AudioDecoder:
-    """A fresh decoder for one stream (Opus keeps state between packets)."""
-    match spec.key:
-        case ("PCMU", 8000):
-            return _Ulaw()
-        case ("PCMA", 8000):
-            return _Alaw()
-        case ("L16", 8000 | 16000):
-            return _L16()
-        case ("OPUS", 48000):
-            return _OpusDecoder()
-    raise CodecError(f"unsupported codec {spec.name}/{spec.clock_rate}")
+    """A fresh decoder for one stream."""
+    return _lookup(spec)[0]()
 
 
 def encoder_for(spec: CodecSpec) -> AudioEncoder:
     """A fresh encoder for one outgoing stream."""
-    match spec.key:
-        case ("PCMU", 8000):
-            return _Ulaw()
-        case ("PCMA", 8000):
-            return _Alaw()
-        case ("L16", 8000 | 16000):
-            return _L16()
-        case ("OPUS", 48000):
-            return _OpusEncoder()
-    raise CodecError(f"unsupported codec {spec.name}/{spec.clock_rate}")
+    return _lookup(spec)[1]()
+
+
+def _lookup(spec: CodecSpec) -> tuple[type[AudioDecoder], type[AudioEncoder]]:
+    try:
+        return _REGISTRY[spec.key]
+    except KeyError:
+        raise CodecError(f"unsupported codec {spec.name}/{spec.clock_rate}") from None
