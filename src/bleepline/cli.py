@@ -60,8 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="speech model: whisper-tiny-en (default) or a CTranslate2 directory")
     p.set_defaults(run=redact.run)
 
-    p = sub.add_parser("serve", help="live relay: redact RTP calls arriving on a UDP port (static mode)")
-    p.add_argument("--rtp-listen", required=True, metavar="HOST:PORT", help="UDP address to receive RTP on")
+    p = sub.add_parser("serve", help="live relay: redact RTP calls (static UDP port and/or HTTP control API)")
+    p.add_argument("--rtp-listen", metavar="HOST:PORT", help="UDP address to receive RTP on (static mode)")
+    p.add_argument("--control", metavar="HOST:PORT", help="HTTP control API address: calls set up by SDP")
+    p.add_argument("--token-env", metavar="VAR", help="environment variable holding the control API's token")
+    p.add_argument(
+        "--rtp-ports",
+        metavar="LO-HI",
+        help=f"UDP ports for calls set up over the control API (default {serve.DEFAULT_RTP_PORTS})",
+    )
     p.add_argument("--codec", choices=tuple(serve.CODECS), required=True, help="the calls' audio codec")
     p.add_argument(
         "--recipient",

@@ -14,17 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bleepline.audio.codecs import CodecSpec
+from bleepline.audio.codecs import PCMA, PCMU, CodecSpec
 from bleepline.call import CallReport, CallSession, Listener
 from bleepline.live import LiveCall
 from bleepline.redact.policy import RedactionPolicy
 from bleepline.store.keys import RecipientKey
 from bleepline.store.recording import RecordingWriter
 from bleepline.store.transcript import TranscriptBuilder, write_transcript
-from bleepline.transport.endpoint import MAX_DATAGRAM_BYTES
+from bleepline.transport.endpoint import MAX_DATAGRAM_BYTES, RtpEndpoint, open_endpoint
 from bleepline.transport.errors import MalformedPacketError
 from bleepline.transport.receiver import CallReceiver
 from bleepline.transport.rtp import RtcpBye, RtpPacket, is_rtcp, parse_rtcp, parse_rtp
+from bleepline.transport.sdp import Negotiated
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ DEFAULT_MAX_CALLS = 64
 #: Static payload types (RFC 3551): the only audio a static-mode call accepts, so stray UDP never
 #: becomes a call.
 STATIC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}
+
+#: What an SDP-negotiated call may use: the static-mode codecs, by their SDP encoding names.
+NEGOTIABLE_CODECS = {"PCMU/8000": PCMU, "PCMA/8000": PCMA}
 
 CallKey = tuple[tuple[str, int], int]  # (source host and port, SSRC)
 ListenerFactory = Callable[[int], Listener | None]
@@ -60,6 +64,10 @@ class ServerStats:
     reports: list[CallReport] = field(default_factory=list)
 
 
+class CallRefusedError(Exception):
+    """A negotiated call could not be set up: no port free in the range, too many calls, or stopping."""
+
+
 @dataclass
 class _Call:
     call_id: str
@@ -68,6 +76,22 @@ class _Call:
     live: LiveCall
     writer: RecordingWriter
     last_activity: float
+    started: float = 0.0
+    endpoint: RtpEndpoint | None = None  # a negotiated call's own port; None for static mode
+    state: str = "active"  # then "ending" (being finalised), then "ended" or "failed"
+    report: CallReport | None = None
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """One call as the control API shows it: counters only, never content or the caller's address."""
+
+    call_id: str
+    state: str
+    duration_s: float
+    packets: int
+    drops: dict[str, int]
+    masked_s: dict[str, float]
 
 
 class RelayServer(asyncio.DatagramProtocol):
@@ -102,8 +126,11 @@ class RelayServer(asyncio.DatagramProtocol):
         # Keys of ended calls: a packet trailing its BYE must not open a new call (and a new file).
         self._ended: set[CallKey] = set()
         self._finishing: set[asyncio.Task[None]] = set()
+        # Negotiated calls by id, ended ones included, so the control API can report on them afterwards.
+        self._negotiated: dict[str, _Call] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._stopping = False
 
     @property
     def active_calls(self) -> int:
@@ -111,23 +138,34 @@ class RelayServer(asyncio.DatagramProtocol):
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
-    async def run(self, host: str, port: int, ready: Callable[[tuple[str, int]], None] | None = None) -> None:
-        """Serve until ``stop``; then end every call (recordings finalised) and return."""
+    async def run(
+        self, host: str | None, port: int = 0, ready: Callable[[tuple[str, int]], None] | None = None
+    ) -> None:
+        """Serve until ``stop``; then end every call (recordings finalised) and return.
+
+        ``host`` None opens no static port: only negotiated calls (``start_negotiated_call``) are served.
+        """
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stop = asyncio.Event()
-        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
-        sockname = transport.get_extra_info("sockname")
-        self.local_address = (sockname[0], sockname[1])
-        log.info("listening for RTP (%s) on %s:%d", self.codec.name, *self.local_address)
-        if ready is not None:
-            ready(self.local_address)
+        self._stopping = False
+        transport: asyncio.BaseTransport | None = None
+        if host is not None:
+            transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+            sockname = transport.get_extra_info("sockname")
+            self.local_address = (sockname[0], sockname[1])
+            log.info("listening for RTP (%s) on %s:%d", self.codec.name, *self.local_address)
+            if ready is not None:
+                ready(self.local_address)
         ticker = asyncio.create_task(self._tick_forever())
         try:
             await self._stop.wait()
         finally:
+            # From here no negotiated call may start: nothing would tick it or end it.
+            self._stopping = True
             ticker.cancel()
-            transport.close()
+            if transport is not None:
+                transport.close()
             for call in list(self._calls.values()):
                 self._end_call(call, "stop")
             if self._finishing:
@@ -196,13 +234,127 @@ class RelayServer(asyncio.DatagramProtocol):
 
     # -- calls -------------------------------------------------------------------------------------------
 
-    def _start_call(self, key: CallKey, arrival: float) -> _Call | None:
+    async def start_negotiated_call(self, negotiated: Negotiated, host: str, ports: range) -> _Call:
+        """Start a call set up by SDP: its own UDP port on ``host``, the first free one in ``ports``.
+
+        Only RTP from the offer's address and port is taken (no latching: the offer names the source,
+        and a latch would let whoever sends first own the call). Raises ``CallRefusedError`` if it cannot be.
+        """
+        if self._stopping or self._loop is None:
+            raise CallRefusedError("the relay is stopping")
+        codec = NEGOTIABLE_CODECS.get(negotiated.codec.encoding)
+        if codec is None or negotiated.crypto is not None:
+            raise ValueError(f"negotiated calls take plain RTP with PCMU or PCMA, not {negotiated.codec}")
+        if len(self._calls) >= self.max_calls:
+            self.stats.refused += 1
+            raise CallRefusedError("too many calls")
+        holder: list[_Call] = []  # the endpoint exists before the call it feeds
+
+        def on_packet(packet: RtpPacket, arrival: float) -> None:
+            if holder:
+                holder[0].last_activity = arrival
+                holder[0].receiver.receive(packet, arrival)
+
+        def on_bye() -> None:
+            if holder:
+                self._end_call(holder[0], "bye")
+
+        endpoint = None
+        for port in ports:
+            try:
+                endpoint = await open_endpoint(
+                    host,
+                    port,
+                    on_packet=on_packet,
+                    on_bye=on_bye,
+                    expected_source=negotiated.remote_rtp,
+                    latch=False,
+                    # Idle calls are ended by the tick, which knows the call; the endpoint's timer is moot.
+                    inactivity_timeout_s=max(self.idle_timeout_s, 1.0),
+                )
+                break
+            except OSError:
+                continue
+        if endpoint is None:
+            self.stats.refused += 1
+            raise CallRefusedError("no RTP port free")
+        events = negotiated.telephone_event
+        receiver = CallReceiver(
+            codec,
+            telephone_event_pt=None if events is None else events.payload_type,
+            payload_type=negotiated.codec.payload_type,
+        )
+        # SSRC -1 never occurs on the wire: this key can never collide with a static-mode call.
+        key: CallKey = (endpoint.local_address, -1)
+        call = self._start_call(key, self._loop.time(), receiver=receiver, source="control")
+        if call is None:
+            endpoint.close()
+            raise CallRefusedError("the call could not be recorded")
+        call.endpoint = endpoint
+        holder.append(call)
+        self._negotiated[call.call_id] = call
+        return call
+
+    def negotiated_status(self, call_id: str) -> CallStatus | None:
+        """Counters of a negotiated call, running or ended; None for an id that is not one."""
+        call = self._negotiated.get(call_id)
+        if call is None:
+            return None
+        rs = call.receiver.stats
+        drops = {
+            "lost": rs.lost,
+            "duplicates": rs.duplicates,
+            "late": rs.late,
+            "decode_errors": rs.decode_errors,
+            "unknown_payload_type": rs.unknown_payload_type,
+            "stray": rs.stray,
+        }
+        if call.endpoint is not None:
+            es = call.endpoint.stats
+            drops["stranger"] = es.stranger
+            drops["oversize"] = es.oversize
+            drops["malformed"] = sum(es.malformed.values())
+        report = call.report
+        if report is not None:
+            duration = report.duration
+        else:
+            now = self._loop.time() if self._loop is not None else call.started
+            duration = max(0.0, now - call.started)
+        return CallStatus(
+            call_id=call.call_id,
+            state=call.state,
+            duration_s=round(duration, 3),
+            packets=rs.packets,
+            drops=drops,
+            masked_s=dict(report.masked_s) if report is not None else {},
+        )
+
+    def negotiated_calls(self) -> list[tuple[str, str]]:
+        """(id, state) of every negotiated call this server has had."""
+        return [(call_id, call.state) for call_id, call in self._negotiated.items()]
+
+    async def end_negotiated_call(self, call_id: str) -> bool:
+        """End a negotiated call and wait until its recording is finalised; False for an unknown id."""
+        call = self._negotiated.get(call_id)
+        if call is None:
+            return False
+        self._end_call(call, "ended by control")
+        pending = [task for task in self._finishing if task.get_name() == f"finish-{call_id}"]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return True
+
+    def _start_call(
+        self, key: CallKey, arrival: float, *, receiver: CallReceiver | None = None, source: str = "serve"
+    ) -> _Call | None:
         if len(self._calls) >= self.max_calls:
             self.stats.refused += 1
             return None
         # A UUID, never the caller's address: file names outlive the call and travel with the recording.
         call_id = str(uuid.uuid4())
-        rate = self.codec.clock_rate
+        if receiver is None:
+            receiver = CallReceiver(self.codec, telephone_event_pt=None, payload_type=self.payload_type)
+        rate = receiver.codec.clock_rate
         try:
             writer = RecordingWriter(
                 self.store / f"{call_id}.bleep",
@@ -210,7 +362,7 @@ class RelayServer(asyncio.DatagramProtocol):
                 sample_rate=rate,
                 call_id=call_id,
                 redacted=True,
-                metadata={"models": self.models, "policy": self.policy.describe(), "source": "serve"},
+                metadata={"models": self.models, "policy": self.policy.describe(), "source": source},
             )
         except Exception as exc:
             self.stats.refused += 1
@@ -225,17 +377,13 @@ class RelayServer(asyncio.DatagramProtocol):
             transcript=TranscriptBuilder(call_id, models=self.models, policy=self.policy.describe()),
             paced_by_audio=False,
         )
-        call = _Call(
-            call_id,
-            key,
-            CallReceiver(self.codec, telephone_event_pt=None, payload_type=self.payload_type),
-            LiveCall(session),
-            writer,
-            arrival,
-        )
+        call = _Call(call_id, key, receiver, LiveCall(session), writer, arrival, started=arrival)
         self._calls[key] = call
         self.stats.calls_started += 1
-        log.info("call %s: started from %s:%d", call_id, *key[0])
+        if source == "serve":
+            log.info("call %s: started from %s:%d", call_id, *key[0])
+        else:  # the key holds the relay's own port, not a source
+            log.info("call %s: started on port %d", call_id, key[0][1])
         return call
 
     async def _tick_forever(self) -> None:
@@ -258,11 +406,18 @@ class RelayServer(asyncio.DatagramProtocol):
     def _end_call(self, call: _Call, why: str) -> None:
         if self._calls.pop(call.key, None) is None:
             return
-        self._ended.add(call.key)
+        call.state = "ending"
+        if call.endpoint is not None:
+            # A negotiated call's port is its own: closed, nothing can trail into it.
+            call.endpoint.close()
+        else:
+            self._ended.add(call.key)
         for chunk in call.receiver.flush():
             call.live.push(chunk)
         # LiveCall.end waits for the listener's last word (seconds): off the loop, so other calls go on.
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._finish, call, why))
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self._finish, call, why), name=f"finish-{call.call_id}"
+        )
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 
@@ -278,8 +433,11 @@ class RelayServer(asyncio.DatagramProtocol):
             )
         except Exception as exc:
             call.writer.abort()
+            call.state = "failed"
             log.error("call %s: could not be finalised (%s)", call.call_id, type(exc).__name__)
             return
+        call.report = report
+        call.state = "ended"
         self.stats.calls_ended += 1
         self.stats.reports.append(report)
         masked = ", ".join(
