@@ -44,14 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("redact", help="beep personal data out of audio files; write .bleep + transcript")
     p.add_argument("inputs", type=Path, nargs="+", metavar="IN", help="audio files (anything FFmpeg reads)")
-    p.add_argument(
-        "--recipient",
-        type=Path,
-        action="append",
-        required=True,
-        metavar="PUB",
-        help="recipient public key; repeat for several recipients",
-    )
+    _add_recipients(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the outputs")
     p.add_argument(
         "--delay", type=float, metavar="S", help="seconds audio is held for the recognizer (default 3)"
@@ -70,14 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"UDP ports for calls set up over the control API (default {serve.DEFAULT_RTP_PORTS})",
     )
     p.add_argument("--codec", choices=tuple(serve.CODECS), required=True, help="the calls' audio codec")
-    p.add_argument(
-        "--recipient",
-        type=Path,
-        action="append",
-        required=True,
-        metavar="PUB",
-        help="recipient public key; repeat for several recipients",
-    )
+    _add_recipients(p)
     p.add_argument("--store", type=Path, required=True, metavar="DIR", help="directory for the recordings")
     p.add_argument(
         "--delay", type=float, metavar="S", help="seconds audio is held for the recognizer (default 3)"
@@ -103,14 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("seal", help="encrypt audio that needs no redaction into a .bleep file")
     p.add_argument("input", type=Path, metavar="IN", help="audio file (anything FFmpeg reads)")
-    p.add_argument(
-        "--recipient",
-        type=Path,
-        action="append",
-        required=True,
-        metavar="PUB",
-        help="recipient public key; repeat for several recipients",
-    )
+    _add_recipients(p)
     p.add_argument("--out", type=Path, required=True, help="the .bleep file to create")
     p.add_argument("--rate", type=int, help="resample to this rate (default: the input's rate)")
     p.add_argument("--call-id", help="call id to record in the header (default: a new UUID)")
@@ -139,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=recordings.run_inspect)
     return parser
+
+
+def _add_recipients(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--recipient",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="recipient public key; repeat for several recipients",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -119,14 +119,9 @@ def _show_progress(stream: TextIO, source: Path, position: float, total: float |
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.delay is not None and not 0.5 <= args.delay <= 30.0:
-        raise BleeplineError(f"--delay must be between 0.5 and 30 seconds, got {args.delay}")
-    recipients = [load_recipient(p) for p in args.recipient]
-    out_dir: Path = args.out
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BleeplineError(f"{out_dir}: exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
     policy = policy_from_args(args)
+    recipients = [load_recipient(p) for p in args.recipient]
+    out_dir = output_directory(args.out)
     redactor = Redactor(recipients, policy, resolve_model(args.model))
     progress = sys.stderr if sys.stderr.isatty() else None
     failures = 0
@@ -144,12 +139,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def policy_from_args(args: argparse.Namespace) -> RedactionPolicy:
+    """The redaction policy from ``--delay`` and ``--mask`` (where the command has it)."""
     options: dict[str, Any] = {}
+    if args.delay is not None and not 0.5 <= args.delay <= 30.0:
+        raise BleeplineError(f"--delay must be between 0.5 and 30 seconds, got {args.delay}")
     if args.delay is not None:
         options["delay_s"] = args.delay
-    if args.mask is not None:
+    if getattr(args, "mask", None) is not None:
         options["mode"] = MaskMode(args.mask)
     return RedactionPolicy(**options)
+
+
+def output_directory(path: Path) -> Path:
+    """``path`` as a directory to write into, made if missing; a one-line error if it is a file."""
+    if path.exists() and not path.is_dir():
+        raise BleeplineError(f"{path}: exists and is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def print_summary(source: Path, outputs: RedactOutputs, report: CallReport, wall_s: float) -> None:

@@ -12,10 +12,9 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from bleepline.audio.codecs import PCMA, PCMU
-from bleepline.commands.redact import Redactor, policy_from_args
+from bleepline.commands.redact import Redactor, output_directory, policy_from_args
 from bleepline.control import make_app, start_control
 from bleepline.errors import BleeplineError
 from bleepline.server import RelayServer
@@ -66,16 +65,11 @@ def run(args: argparse.Namespace) -> int:
     if args.control is not None:
         control = parse_host_port(args.control, "--control")
         token = _control_token(args)
-    if args.delay is not None and not 0.5 <= args.delay <= 30.0:
-        raise BleeplineError(f"--delay must be between 0.5 and 30 seconds, got {args.delay}")
     if not args.idle_timeout > 0:
         raise BleeplineError(f"--idle-timeout must be positive, got {args.idle_timeout}")
     recipients = [load_recipient(p) for p in args.recipient]
-    store: Path = args.store
-    if store.exists() and not store.is_dir():
-        raise BleeplineError(f"{store}: exists and is not a directory")
-    store.mkdir(parents=True, exist_ok=True)
     policy = policy_from_args(args)
+    store = output_directory(args.store)
     # The models load once, before the port opens: the first call must not wait for them.
     redactor = Redactor(recipients, policy, resolve_model(args.model))
     if not logging.getLogger().handlers:
