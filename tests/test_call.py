@@ -7,10 +7,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from bleepline.call import CallSession
+from bleepline.call import CallSession, Listener
 from bleepline.listener import Hearing
 from bleepline.redact.policy import MaskMode, RedactionPolicy
-from bleepline.timeline import AudioChunk, PiiSpan
+from bleepline.timeline import AudioChunk, PiiSpan, Word
 from tests.conftest import noise
 
 RATE = 8000
@@ -62,7 +62,7 @@ class Capture:
 
 
 def run_call(
-    listener: ScriptedListener | None,
+    listener: Listener | None,
     seconds: float = 10.0,
     factory: Callable[[], ScriptedListener] | None = None,
     audio: np.ndarray | None = None,
@@ -139,3 +139,101 @@ def test_keypad_tones_are_masked_even_when_the_listener_clears_everything() -> N
     assert session.report.keypad_entries == 1
     assert not np.any(released[key] == original[key])
     assert np.array_equal(released[: seconds(4.5)], original[: seconds(4.5)])
+
+
+# -- provisional masking taken back ---------------------------------------------------------------------
+
+
+def cue_call() -> list[Word]:
+    """ "my card number is", a card number, a silence, then "thanks."."""
+    words = [Word(0.5, 0.7, "my"), Word(0.7, 1.0, "card"), Word(1.0, 1.3, "number"), Word(1.3, 1.6, "is")]
+    words += [
+        Word(2.0 + 0.25 * i, 2.25 + 0.25 * i, d)
+        for i, d in enumerate(["four", "one", "one", "one", "one", "one", "one", "one"])
+    ]
+    return [*words, Word(4.5, 5.0, "thanks.")]
+
+
+def cue_spans(final_start: float = 2.0) -> Callable[[float], tuple[PiiSpan, ...]]:
+    """What a detector says at ``now``: open from the cue, open from the value once it starts at 2.0 s,
+    then closed, from ``final_start``."""
+
+    def spans(now: float) -> tuple[PiiSpan, ...]:
+        if now < 1.3:
+            return ()
+        if now < 2.0:
+            return (PiiSpan(1.3, now + 0.25, "CREDIT_CARD", 0.8, source="cue"),)  # padded, as detected
+        if now < 5.0:
+            return (PiiSpan(2.0, now + 0.25, "CREDIT_CARD", 0.8, source="cue"),)
+        return (PiiSpan(final_start, 4.0, "CREDIT_CARD", 0.8, final=True, source="cue"),)
+
+    return spans
+
+
+class WordsListener:
+    """Final words up to ``lag`` behind what it has heard, and the spans ``spans_at`` says are current."""
+
+    def __init__(
+        self, words: list[Word], spans_at: Callable[[float], tuple[PiiSpan, ...]], lag: float = 0.5
+    ) -> None:
+        self.words = words
+        self.spans_at = spans_at
+        self.lag = lag
+        self.given = 0
+
+    def push(self, chunk: AudioChunk) -> Hearing:
+        now = chunk.end / chunk.sample_rate
+        return self._hearing(now, max(now - self.lag, 0.0))
+
+    def end(self, at: float) -> Hearing:
+        return self._hearing(at, at)
+
+    def _hearing(self, now: float, final_until: float) -> Hearing:
+        final = [w for w in self.words[self.given :] if w.end <= final_until]
+        self.given += len(final)
+        return Hearing(now, final_until, self.spans_at(now), final_words=tuple(final))
+
+
+def unchanged(released: np.ndarray, original: np.ndarray, start: float, end: float) -> bool:
+    part = slice(seconds(start), seconds(end))
+    return bool(np.array_equal(released[part], original[part]))
+
+
+def masked(released: np.ndarray, original: np.ndarray, start: float, end: float) -> bool:
+    part = slice(seconds(start), seconds(end))
+    return not np.any(released[part] == original[part])
+
+
+def test_cue_words_and_words_after_a_value_are_given_back_once_final() -> None:
+    original, released, session = run_call(WordsListener(cue_call(), cue_spans()))
+    assert unchanged(released, original, 1.3, 1.6)  # "is": masked while the value could start there
+    assert masked(released, original, 2.0, 4.0)  # the card number
+    assert masked(released, original, 4.0, 4.5)  # silence the open span covered: no word there
+    assert unchanged(released, original, 4.5, 5.0)  # "thanks."
+    assert session.delay.stats.withdrawn_s > 0.75
+
+
+def test_a_word_that_could_be_a_digit_is_never_given_back() -> None:
+    # The detector, once final, starts the value a word late: "four" stays masked all the same.
+    original, released, _ = run_call(WordsListener(cue_call(), cue_spans(final_start=2.25)))
+    assert masked(released, original, 2.0, 2.25)
+    assert masked(released, original, 1.75, 2.0)  # and Whisper's loose edges around it
+    assert unchanged(released, original, 1.3, 1.6)
+
+
+def test_nothing_is_given_back_when_the_words_come_after_the_audio_went_out() -> None:
+    original, released, session = run_call(WordsListener(cue_call(), cue_spans(), lag=2.5))
+    assert masked(released, original, 1.3, 1.6)  # released (delay 2 s) before its words were final
+    assert session.report.late_masks == 0
+
+
+def test_a_final_span_is_never_given_back_even_over_plain_words() -> None:
+    spans = (PiiSpan(0.5, 1.6, "CREDIT_CARD", 0.8, final=True, source="cue"),)
+    original, released, _ = run_call(WordsListener(cue_call(), lambda now: spans))
+    assert masked(released, original, 0.5, 1.6)
+
+
+def test_a_span_still_current_keeps_its_masking_over_plain_words() -> None:
+    spans = (PiiSpan(0.5, 10.0, "CREDIT_CARD", 0.8, source="cue"),)
+    original, released, _ = run_call(WordsListener(cue_call(), lambda now: spans))
+    assert masked(released, original, 0.5, 10.0)

@@ -37,6 +37,19 @@ def listen(chunks: Iterable[AudioChunk], rate: int, detector: SpokenPiiDetector)
     return spans
 
 
+def covered(spans: list[PiiSpan], start: float, end: float) -> bool:
+    """Whether the spans reported, together, cover ``[start, end]``: the redactor masks each as it comes.
+
+    An open cued value's span runs from the cue; once the value has started it starts with the value, so
+    no one span need cover a digit the recognizer missed at the start, but their union does.
+    """
+    at = start
+    for span in sorted(spans, key=lambda s: s.start):
+        if span.start <= at < span.end:
+            at = span.end
+    return at >= end
+
+
 def packets(samples: np.ndarray, rate: int) -> list[AudioChunk]:
     size = rate // 50
     return [AudioChunk(samples[i : i + size], rate, i) for i in range(0, len(samples), size)]
@@ -47,7 +60,7 @@ def test_a_phone_number_said_on_a_call_is_covered_by_a_span(detector: SpokenPiiD
     (phone,) = truth["pii"]
     spans = listen(read_audio_chunks(FIXTURES / "phone_awb_8k.wav"), 8000, detector)
     for digit in phone["digits"]:
-        assert any(s.start <= digit["start"] and digit["end"] <= s.end for s in spans), digit
+        assert covered(spans, digit["start"], digit["end"]), digit
 
 
 def test_any_input_rate_gives_spans_on_the_same_timeline(detector: SpokenPiiDetector) -> None:
@@ -55,7 +68,7 @@ def test_any_input_rate_gives_spans_on_the_same_timeline(detector: SpokenPiiDete
     (phone,) = truth["pii"]
     call = np.concatenate([c.samples for c in read_audio_chunks(FIXTURES / "phone_awb_8k.wav")])
     spans = listen(packets(resample(call, 8000, 48000), 48000), 48000, detector)
-    assert any(s.start <= phone["start"] and phone["end"] <= s.end for s in spans)
+    assert covered(spans, phone["start"], phone["end"])
 
 
 def test_clipped_audio_is_still_heard(detector: SpokenPiiDetector) -> None:

@@ -19,10 +19,11 @@ from typing import Protocol
 from bleepline.audio.dtmf import DtmfDetector, DtmfTone
 from bleepline.listener import Hearing
 from bleepline.pii.detector import merge_spans
+from bleepline.pii.plain import Talk, classify
 from bleepline.redact.delayline import DelayLine
 from bleepline.redact.policy import MaskReason, RedactionPolicy
 from bleepline.store.transcript import Redaction, Transcript, TranscriptBuilder
-from bleepline.timeline import AudioChunk, PiiSpan
+from bleepline.timeline import AudioChunk, PiiSpan, Word
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ log = logging.getLogger(__name__)
 KEYPAD_ENTRY_GAP_S = 2.0
 #: Tone edges are found at half amplitude, to within a few ms: the mask reaches this far past both.
 KEYPAD_MARGIN_S = 0.02
+#: Provisional masking is re-judged only this far behind where the transcript is final: the words just
+#: before that point are the ones a value still being said may yet claim.
+SETTLE_S = 0.5
+#: Around a word that could be part of a value, provisional masking is never taken back (Whisper's word
+#: edges are this loose; the detector pads its spans alike).
+VALUE_WORD_GUARD_S = 0.25
 
 
 class AudioSink(Protocol):
@@ -107,7 +114,9 @@ class CallSession:
         self._listener_factory = listener_factory
         self._heard_until = 0.0  # end of the last chunk the listener heard
         self._held_until = 0.0  # end of the last chunk held (live: ahead of the listener)
-        self._sent: set[tuple[float, float, str]] = set()  # spans already passed to the delay line
+        self._sent: set[tuple[float, float, str, bool]] = set()  # spans already passed to the delay line
+        self._words: list[Word] = []  # final words not yet released, to re-judge provisional masking
+        self._settled_at = 0.0  # the final point when provisional masking was last re-judged
         self._last_spans: Sequence[PiiSpan] = ()
         self._spans: list[PiiSpan] = []  # every span reported, for the transcript's redactions
         self._presses: list[DtmfTone] = []
@@ -158,7 +167,7 @@ class CallSession:
         if heard.error is not None:
             self._listener_failed(heard.error, heard.now)
         elif heard.hearing is not None:
-            self._hear(heard.hearing)
+            self._hear(heard.hearing, last=not heard.chunk)
         if heard.chunk:
             self._heard_until = heard.now
 
@@ -181,28 +190,65 @@ class CallSession:
 
     # -- what the listener and the keypad detector say ------------------------------------------------
 
-    def _hear(self, hearing: Hearing) -> None:
-        if hearing.spans is not self._last_spans:
+    def _hear(self, hearing: Hearing, *, last: bool = False) -> None:
+        spans_changed = hearing.spans is not self._last_spans
+        if spans_changed:
             self._last_spans = hearing.spans
             self._mark(hearing.spans)
         for start, end in hearing.unverified:
             self.delay.mask(start, end, MaskReason.UNVERIFIED)
-        if self.transcript is not None and hearing.final_words:
-            self.transcript.add_words(hearing.final_words)
+        if hearing.final_words:
+            self._words.extend(hearing.final_words)
+            if self.transcript is not None:
+                self.transcript.add_words(hearing.final_words)
+        if spans_changed or last or hearing.final_until > self._settled_at:
+            self._settle(hearing, last)
         # Cleared only after its marks are in: a span and the clearance it rests on arrive together.
         self.delay.clear_until(hearing.final_until)
         self._prune_sent()
 
     def _mark(self, spans: Sequence[PiiSpan]) -> None:
-        """Every span reported masks for good, final or not: the detector is stateless, and a span that
-        vanishes from one hearing (a hypothesis flickered) can come back in the next, so withdrawing marks
-        would let digits through. Over-redaction is the price (measured in bench/eval_redaction.py)."""
+        """A final span masks for good. A span still open (a cue whose value is still being said, words
+        still tentative) masks provisionally: ``_settle`` may take back what the words, once final, show
+        was not personal data."""
         for span in spans:
-            key = (span.start, span.end, span.entity)
+            key = (span.start, span.end, span.entity, span.final)
             if key not in self._sent:
                 self._sent.add(key)
                 self._spans.append(span)
-                self.delay.mask(span.start, span.end, MaskReason.PII, span.entity)
+                self.delay.mask(span.start, span.end, MaskReason.PII, span.entity, provisional=not span.final)
+
+    def _settle(self, hearing: Hearing, last: bool) -> None:
+        """Take back provisional masking from held audio where the final words show plain talk.
+
+        The detector is stateless, so a span can vanish from one hearing and come back in the next (a
+        hypothesis flickered). Masking is therefore taken back only from the time of words that are
+        final (``SETTLE_S`` behind the final point, unless the call is over) and plainly not personal
+        data (``classify``: cue words, fillers, small talk), that no span of the current hearing covers
+        and no word that could be a value lies near (``VALUE_WORD_GUARD_S``). Silence between words and
+        words the recognizer may have misheard stay masked: speech it missed may be there.
+        """
+        released = self.delay.released_until
+        until = hearing.final_until - (0.0 if last else SETTLE_S)  # after the last word, nothing can claim it
+        self._settled_at = hearing.final_until
+        if self._words and self._words[0].end < released - 1.0:
+            self._words = [w for w in self._words if w.end >= released - 1.0]
+        if until <= released:
+            return
+        pad_before, pad_after = self.policy.pad_before_s, self.policy.pad_after_s
+        keep = [(s.start - pad_before, s.end + pad_after) for s in hearing.spans]
+        plain: list[tuple[float, float]] = []
+        for word, talk in zip(self._words, classify(self._words), strict=True):
+            if talk is Talk.PLAIN:
+                plain.append((word.start, word.end))
+            elif talk is Talk.VALUE:
+                keep.append((word.start - VALUE_WORD_GUARD_S, word.end + VALUE_WORD_GUARD_S))
+            else:
+                keep.append((word.start, word.end))
+        for start, end in plain:
+            if end > released and start < until:
+                for gap in _uncovered(max(start, released), min(end, until), keep):
+                    self.delay.withdraw(*gap)
 
     def _listener_failed(self, exc: Exception, now: float) -> None:
         # The exception's message may quote what was said: log its type only.
@@ -284,6 +330,23 @@ class CallSession:
             if stretch.reason is MaskReason.UNVERIFIED
         ]
         return sorted(items, key=lambda r: r.start)
+
+
+def _uncovered(start: float, end: float, covered: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The parts of ``[start, end)`` that no interval in ``covered`` touches, in order."""
+    gaps: list[tuple[float, float]] = []
+    at = start
+    for lo, hi in sorted(covered):
+        if hi <= at:
+            continue
+        if lo >= end:
+            break
+        if lo > at:
+            gaps.append((at, lo))
+        at = max(at, hi)
+    if at < end:
+        gaps.append((at, end))
+    return gaps
 
 
 def _keypad_entries(presses: Sequence[DtmfTone]) -> list[list[DtmfTone]]:

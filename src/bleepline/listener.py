@@ -63,16 +63,18 @@ class CallListener:
         return self._hear(chunk.end / chunk.sample_rate, regions)
 
     def end(self, at: float) -> Hearing:
-        """The call is over at ``at`` seconds: settle everything still pending."""
+        """The call is over at ``at`` seconds: settle everything still pending, and close every value
+        still open (nothing more will be said)."""
         regions = self.vad.flush()
         self.recognizer.end()
-        return self._hear(at, regions)
+        return self._hear(at, regions, ended=True)
 
-    def _hear(self, now: float, regions: list[SpeechRegion]) -> Hearing:
+    def _hear(self, now: float, regions: list[SpeechRegion], ended: bool = False) -> Hearing:
         updates = list(self.recognizer.updates())
-        if updates:
+        if updates or ended:
             self.stats.updates += len(updates)
-            self._spans = tuple(self.tracker.update(*_merged(updates), heard_until=now))
+            final, tentative = _merged(updates) if updates else ([], ())
+            self._spans = tuple(self.tracker.update(final, tentative, heard_until=now, ended=ended))
             self.stats.spans_reported += len(self._spans)
         return Hearing(
             heard_until=now,

@@ -93,7 +93,8 @@ class PiiSpan:
 
     ``source`` says how it was found: ``asr`` (the words themselves), ``cue`` (a phrase such as "my card
     number is" announced it), ``dtmf`` (keypad tones). A span that is not ``final`` may still grow or be
-    revised as tentative words change; the redactor masks it all the same.
+    revised as tentative words change; the redactor masks it all the same, provisionally (see
+    ``CallSession._settle``).
     """
 
     start: float

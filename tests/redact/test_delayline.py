@@ -491,3 +491,77 @@ def test_releasing_one_sample_at_a_time_gives_what_one_release_gives(fade_ms: fl
     assert np.array_equal(outputs[0], outputs[1])
     for lo, hi in ((800, 837), (1600, 2000), (3200, 4000)):
         assert np.array_equal(outputs[0][lo:hi], beep_at(lo, hi, policy))
+
+
+# -- provisional marks ----------------------------------------------------------------------------------
+
+
+def test_a_withdrawn_provisional_stretch_goes_out_unchanged_and_the_rest_stays_masked() -> None:
+    audio = loud_noise(6 * RATE)
+    line = DelayLine(RATE, POLICY)
+    line.mask(1.0, 4.0, MaskReason.PII, "CREDIT_CARD", provisional=True)
+    assert line.withdraw(2.0, 3.0) == pytest.approx(1.0)
+    out = stream(line, audio)
+    kept_lo, kept_hi = 2 * RATE + 2 * FADE, 3 * RATE - 2 * FADE  # clear of the new edges' fades
+    assert np.array_equal(out[kept_lo:kept_hi], audio[kept_lo:kept_hi])
+    lo = 1 * RATE - PAD_BEFORE
+    assert np.array_equal(out[lo : 2 * RATE], beep_at(lo, 2 * RATE, POLICY))
+    hi = 4 * RATE + PAD_AFTER
+    assert np.array_equal(out[3 * RATE : hi], beep_at(3 * RATE, hi, POLICY))
+    assert line.stats.withdrawn_s == pytest.approx(1.0)
+
+
+def test_withdraw_leaves_firm_marks_alone() -> None:
+    audio = loud_noise(5 * RATE)
+    line = DelayLine(RATE, POLICY)
+    line.mask(1.0, 3.0, MaskReason.PII, "CREDIT_CARD")
+    line.mask(1.0, 3.0, MaskReason.PII, "CREDIT_CARD", provisional=True)
+    line.withdraw(0.0, 5.0)
+    out = stream(line, audio)
+    lo, hi = 1 * RATE - PAD_BEFORE, 3 * RATE + PAD_AFTER
+    assert np.array_equal(out[lo:hi], beep_at(lo, hi, POLICY))
+
+
+def test_a_provisional_mark_does_not_merge_with_a_firm_one() -> None:
+    audio = loud_noise(5 * RATE)
+    line = DelayLine(RATE, POLICY)
+    line.mask(1.0, 2.0, MaskReason.PII, "CREDIT_CARD")
+    line.mask(1.5, 3.0, MaskReason.PII, "CREDIT_CARD", provisional=True)
+    line.withdraw(0.0, 5.0)  # takes back only what the provisional mark added
+    out = stream(line, audio)
+    lo, hi = 1 * RATE - PAD_BEFORE, 2 * RATE + PAD_AFTER
+    assert np.array_equal(out[lo:hi], beep_at(lo, hi, POLICY))
+    after = slice(hi + 2 * FADE, len(audio))
+    assert np.array_equal(out[after], audio[after])
+
+
+def test_withdraw_never_reaches_audio_already_released_or_a_fade_under_way() -> None:
+    audio = loud_noise(6 * RATE)
+    line = DelayLine(RATE, POLICY)
+    line.mask(0.5, 5.0, MaskReason.PII, "CREDIT_CARD", provisional=True)
+    released: list[AudioChunk] = []
+    gone = 0
+    for start in range(0, len(audio), PACKET):
+        line.push(AudioChunk(audio[start : start + PACKET], RATE, start))
+        now = seconds(start + PACKET)
+        line.clear_until(now)
+        if now == pytest.approx(4.0):
+            gone = round(line.released_until * RATE)
+            line.withdraw(0.0, 6.0)
+        released += line.release_until(now - POLICY.delay_s)
+    released += line.drain()
+    out = joined(released)
+    assert gone > RATE
+    lo = int(0.5 * RATE) - PAD_BEFORE
+    assert np.array_equal(out[lo:gone], beep_at(lo, gone, POLICY))  # what went out masked stayed so
+    margin = 4 * FADE  # a beep's fades reach two ramps each way
+    assert np.array_equal(out[gone : gone + margin], beep_at(gone, gone + margin, POLICY))
+    assert np.array_equal(out[gone + margin + 2 * FADE :], audio[gone + margin + 2 * FADE :])
+
+
+def test_withdraw_of_nothing_provisional_changes_nothing() -> None:
+    line = DelayLine(RATE, POLICY)
+    assert line.withdraw(0.0, 10.0) == 0.0
+    assert line.withdraw(3.0, 2.0) == 0.0
+    with pytest.raises(ValueError, match="finite"):
+        line.withdraw(math.nan, 1.0)

@@ -114,7 +114,9 @@ class SpokenPiiDetector:
             if value.value is not None
             for token in range(value.value[0], value.value[1] + 1)
         }
-        found = [finding for value in cue_values if (finding := value.finding(spoken)) is not None]
+        found = [
+            finding for value in cue_values if (finding := value.finding(spoken, heard_until)) is not None
+        ]
         found += names_before_speaking(spoken)
         found += digit_runs(spoken, announced, options.min_run_digits, heard_until, options.max_gap_s)
         found += spelled_letters(spoken, heard_until, options.max_gap_s)

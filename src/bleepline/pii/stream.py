@@ -33,12 +33,17 @@ class SpanTracker:
         """The words the detector sees now: recent final words, then the tentative ones."""
         return (*self._final, *self._tentative)
 
-    def update(self, final: Sequence[Word], tentative: Sequence[Word], heard_until: float) -> list[PiiSpan]:
+    def update(
+        self, final: Sequence[Word], tentative: Sequence[Word], heard_until: float, *, ended: bool = False
+    ) -> list[PiiSpan]:
         """Add newly final words, replace the tentative ones, and return the spans found now.
 
         ``heard_until`` is how far the audio has been heard (seconds): silence after the last word up to
-        it counts as a pause, which lets a value at the end of what was said close.
+        it counts as a pause, which lets a value at the end of what was said close. ``ended``: the call
+        is over, so the silence after the last word is as long as any pause that ends a value.
         """
+        if ended:
+            heard_until += self.detector.options.max_gap_s
         self._final.extend(final)
         self._tentative = tuple(tentative)
         horizon = heard_until - self.context_s

@@ -75,10 +75,21 @@ class CueValue:
     def __repr__(self) -> str:
         return f"CueValue({self.rule.entity}, words {self.cue_words}, value {self.value}, open={self.open})"
 
-    def finding(self, spoken: SpokenText) -> Finding | None:
-        """The span this cue opens, or None for a finished cue whose value never came or is too small."""
+    def finding(self, spoken: SpokenText, heard_until: float | None = None) -> Finding | None:
+        """The span this cue opens, or None for a finished cue whose value never came or is too small.
+
+        An open value's span reaches ``heard_until`` (how far the audio has been heard), past the last
+        word: what was said since may be more of the value, and the recognizer has not written it yet,
+        or missed it.
+        """
+        # Until its value starts, the span runs from the cue: the value could begin with any word. Once
+        # it has started, the span starts with it; what lay between ("is, uh, it's") was never PII.
+        start = self.cue_end
+        if self.value is not None:
+            first = spoken.tokens[self.value[0]]
+            start = max(self.cue_end, spoken.time_span(first.start, first.end)[0])
         if self.open:
-            end, score = max(word.end for word in spoken.words), CUE_SCORE
+            end, score = max(max(word.end for word in spoken.words), heard_until or 0.0), CUE_SCORE
         elif (
             self.value is not None and _value_size(spoken, self.rule.shape, self.value) >= self.rule.min_value
         ):
@@ -90,9 +101,9 @@ class CueValue:
         else:
             return None
         evidence = (self.cue_words[0], self.last_evidence)
-        span_end = max(end, self.cue_end)
+        span_end = max(end, start)
         still_open = self.open or (self.value is None and self.still_silent)
-        return Finding(self.rule.entity, score, FROM_CUE, self.cue_end, span_end, evidence, still_open)
+        return Finding(self.rule.entity, score, FROM_CUE, start, span_end, evidence, still_open)
 
 
 @dataclass(frozen=True)

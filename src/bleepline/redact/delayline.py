@@ -67,6 +67,7 @@ class DelayLineStats:
     late_audio_samples: int = 0
     unheard_audio_samples: int = 0
     early_audio_samples: int = 0
+    withdrawn_samples: int = 0
     held_samples: int = 0
     max_held_samples: int = 0
 
@@ -94,6 +95,11 @@ class DelayLineStats:
         return self.early_audio_samples / self.sample_rate
 
     @property
+    def withdrawn_s(self) -> float:
+        """Provisional marks taken back before release: time they no longer cover (a firm mark may)."""
+        return self.withdrawn_samples / self.sample_rate
+
+    @property
     def held_s(self) -> float:
         return self.held_samples / self.sample_rate
 
@@ -116,6 +122,7 @@ class _Mark:
     reason: MaskReason
     entity: str | None
     beep: bool
+    provisional: bool = False  # may be withdrawn before release (``DelayLine.withdraw``)
 
     def outranks(self, other: _Mark) -> bool:
         """Whether a sample both cover is reported under this mark rather than ``other``."""
@@ -234,12 +241,21 @@ class DelayLine:
             self._input_end = end
             self._note_held()
 
-    def mask(self, start: float, end: float, reason: MaskReason, entity: str | None = None) -> None:
+    def mask(
+        self,
+        start: float,
+        end: float,
+        reason: MaskReason,
+        entity: str | None = None,
+        *,
+        provisional: bool = False,
+    ) -> None:
         """Mask ``[start - pad_before, end + pad_after)`` seconds. ``entity`` is a type, never a value.
 
         Every reason is padded, unverified too (its edges are window cuts a word may straddle). A mark
         outranks any clearance. Re-reporting a span as it grows is expected and cheap: overlapping marks
-        of the same reason and entity merge. What already went out unmasked is recorded in ``late``.
+        of the same reason, entity and firmness merge. What already went out unmasked is recorded in
+        ``late``. A ``provisional`` mark masks like any other unless ``withdraw`` takes it back first.
         """
         if not (math.isfinite(start) and math.isfinite(end)):
             raise ValueError("mask times must be finite seconds")
@@ -256,15 +272,51 @@ class DelayLine:
             if last <= first:
                 return
         beep = self.policy.mode_for(reason) is MaskMode.BEEP
-        merged = _Mark(first, last, reason, entity, beep)
+        merged = _Mark(first, last, reason, entity, beep, provisional)
         kept: list[_Mark] = []
         for mark in self._marks:
-            if mark.reason is reason and mark.entity == entity and mark.start <= last and first <= mark.end:
+            if (
+                mark.reason is reason
+                and mark.entity == entity
+                and mark.provisional == provisional
+                and mark.start <= last
+                and first <= mark.end
+            ):
                 merged.start, merged.end = min(merged.start, mark.start), max(merged.end, mark.end)
             else:
                 kept.append(mark)
         kept.append(merged)
         self._marks = kept
+
+    def withdraw(self, start: float, end: float) -> float:
+        """Take provisional marks back from ``[start, end)`` seconds (no padding); firm marks stay.
+
+        Only audio still held can be unmasked, and not the last few milliseconds before the release
+        point: a mask's fades reach that far, and a fade already under way must finish. Returns the
+        seconds unmasked.
+        """
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise ValueError("withdraw times must be finite seconds")
+        first = max(math.ceil(start * self.sample_rate - _SNAP), self._released + 2 * self._reach)
+        last = math.floor(end * self.sample_rate + _SNAP)
+        if last <= first:
+            return 0.0
+        kept: list[_Mark] = []
+        taken: list[list[int]] = []
+        for mark in self._marks:
+            if not mark.provisional or mark.end <= first or last <= mark.start:
+                kept.append(mark)
+                continue
+            _add_interval(taken, max(first, mark.start), min(last, mark.end))
+            if mark.start < first:
+                kept.append(_Mark(mark.start, first, mark.reason, mark.entity, mark.beep, True))
+            if last < mark.end:
+                kept.append(_Mark(last, mark.end, mark.reason, mark.entity, mark.beep, True))
+        self._marks = kept
+        # Time some provisional mark no longer covers (a firm mark may still mask part of it).
+        samples = sum(hi - lo for lo, hi in taken)
+        self.stats.withdrawn_samples += samples
+        return samples / self.sample_rate
 
     def clear_until(self, t: float) -> None:
         """Everything before ``t`` seconds is transcribed for good and the detector has seen it.
