@@ -286,7 +286,12 @@ class CallSession:
     def _finish(self) -> CallReport:
         report = self.report
         report.duration = self.delay.released_until
-        report.spans_by_entity = Counter(s.entity for s in merge_spans(self._spans))
+        # What was masked, not what was reported: provisional masking taken back does not count.
+        report.spans_by_entity = Counter(
+            stretch.entity
+            for stretch in self.delay.masked
+            if stretch.reason is MaskReason.PII and stretch.entity is not None
+        )
         stats = self.delay.stats
         report.masked_s = {str(reason): round(stats.masked_s(reason), 3) for reason in MaskReason}
         report.late_masks = stats.late_masks
