@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from bleepline.pii.stream import SpanTracker
 from bleepline.speech.asr import StreamingRecognizer, TranscriptUpdate
+from bleepline.speech.unheard import UnheardSpeech
 from bleepline.speech.vad import SpeechRegion, VoiceActivityDetector
 from bleepline.timeline import AudioChunk, PiiSpan, Word
 
@@ -18,8 +19,9 @@ from bleepline.timeline import AudioChunk, PiiSpan, Word
 class Hearing:
     """What the listener knows after a chunk: where the transcript is final, and the spans found so far.
 
-    ``spans`` are those in the current word context (they may still grow or change: a redactor keeps
-    masking whatever any reported span covered). ``unverified`` are stretches the recognizer gave up on.
+    ``spans`` are those in the current word context (they may still grow or change: a redactor masks an
+    open one provisionally). ``unverified`` are stretches the recognizer gave up on,
+    and speech it wrote no final word for (``speech.unheard``).
     """
 
     heard_until: float
@@ -36,6 +38,7 @@ class ListenerStats:
     updates: int = 0
     spans_reported: int = 0
     flushes_at_pauses: int = 0
+    unheard_s: float = 0.0  # speech no final word covered, reported as unverified
     speech_regions: list[SpeechRegion] = field(default_factory=list)
 
 
@@ -51,6 +54,7 @@ class CallListener:
         self.recognizer = recognizer
         self.tracker = tracker
         self.stats = ListenerStats()
+        self.unheard = UnheardSpeech(region_padding_s=self.vad.options.padding_ms / 1000)
         self._spans: tuple[PiiSpan, ...] = ()
 
     def push(self, chunk: AudioChunk) -> Hearing:
@@ -76,13 +80,19 @@ class CallListener:
             final, tentative = _merged(updates) if updates else ([], ())
             self._spans = tuple(self.tracker.update(final, tentative, heard_until=now, ended=ended))
             self.stats.spans_reported += len(self._spans)
+        final_words = tuple(w for u in updates for w in u.final)
+        final_until = self.recognizer.final_until
+        # Speech no final word covers was never checked for PII: unverified, like a recognizer's gap.
+        self.unheard.add(regions, final_words)
+        unheard = self.unheard.check(final_until)
+        self.stats.unheard_s += sum(end - start for start, end in unheard)
         return Hearing(
             heard_until=now,
-            final_until=self.recognizer.final_until,
+            final_until=final_until,
             spans=self._spans,
-            final_words=tuple(w for u in updates for w in u.final),
+            final_words=final_words,
             tentative_words=updates[-1].tentative if updates else (),
-            unverified=tuple(gap for u in updates for gap in u.unverified),
+            unverified=(*(gap for u in updates for gap in u.unverified), *unheard),
             speech=tuple(regions),
         )
 
