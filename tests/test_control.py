@@ -213,7 +213,7 @@ def test_hostile_requests_get_one_line_errors(tmp_path: Path, key_pair: tuple[Pa
             ("POST", "/v1/calls", offer(5000, kind="video"), SDP, 400),
             ("POST", "/v1/calls", offer(5000, protocol="RTP/SAVP"), SDP, 400),
             ("POST", "/v1/calls", offer(5000) + b"a=x:" + b"y" * 70_000 + b"\r\n", SDP, 413),
-            ("POST", "/v1/calls", offer(5000), {"Content-Type": "application/json", **AUTH}, 415),
+            ("POST", "/v1/calls", offer(5000), {"Content-Type": "text/plain", **AUTH}, 415),
             ("POST", "/v1/calls", offer(5000), AUTH, 415),
             ("GET", f"/v1/calls/{uuid.uuid4()}", None, AUTH, 404),
             ("DELETE", f"/v1/calls/{uuid.uuid4()}", None, AUTH, 404),
@@ -276,3 +276,84 @@ def test_serve_refuses_a_control_api_without_a_token(
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert says in err, err
+
+
+JSON_TYPE = {"Content-Type": "application/json", **AUTH}
+
+
+def test_json_call_requests_with_bad_options_are_400(tmp_path: Path, key_pair: tuple[Path, Path]) -> None:
+    sdp = offer(5000).decode()
+    bad: list[bytes | dict[str, Any]] = [
+        b"not json",
+        offer(5000),  # an SDP body labelled JSON
+        b"\xff\xfe",
+        b"[" * 30_000 + b"]" * 30_000,
+        b'"just a string"',
+        b'["sdp"]',
+        b'{"sdp": "x", "sdp": "y"}',
+        {},
+        {"sdp": 5},
+        {"sdp": None},
+        {"sdp": sdp, "extra": 1},
+        {"sdp": sdp, "Redacted": "127.0.0.1:5000"},
+        {"sdp": sdp, "passthrough": 5000},
+        {"sdp": sdp, "passthrough": None},
+        {"sdp": sdp, "passthrough": ["127.0.0.1", 5000]},
+        {"sdp": sdp, "redacted": "127.0.0.1"},
+        {"sdp": sdp, "redacted": "127.0.0.1:"},
+        {"sdp": sdp, "redacted": "127.0.0.1:0"},
+        {"sdp": sdp, "redacted": "127.0.0.1:65536"},
+        {"sdp": sdp, "redacted": "127.0.0.1:-5"},
+        {"sdp": sdp, "redacted": "127.0.0.1:5\u00b2"},
+        {"sdp": sdp, "redacted": "localhost:5000"},
+        {"sdp": sdp, "redacted": "::1:5000"},
+        {"sdp": sdp, "redacted": "[fe80::1%eth0]:5000"},
+        {"sdp": sdp, "redacted": "224.0.0.1:5000"},
+        {"sdp": sdp, "redacted": "0.0.0.0:5000"},
+        {"sdp": sdp, "redacted": "[::1]:5000"},  # the RTP port is IPv4: it could not send there
+        {"sdp": sdp, "passthrough": "[::1]:5000"},
+        {"sdp": "garbage"},
+        # The redacted leg back to an offerer that will not receive (RFC 3264): refused, not ignored.
+        {"sdp": sdp.replace("a=sendrecv", "a=sendonly"), "redacted": "127.0.0.1:5000"},
+    ]
+    with relay(tmp_path, key_pair[0], free_ports(4)) as (server, api):
+        for body in bad:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            status, headers, reply = request(api, "POST", "/v1/calls", data, JSON_TYPE)
+            assert status == 400, (body, reply)
+            assert headers["Content-Type"].startswith("application/json")
+            message = json.loads(reply)["error"]
+            assert "\n" not in message
+            assert "Traceback" not in message
+            assert "5000" not in message  # the request's address is not echoed
+        assert server.stats.calls_started == 0
+        assert list(server.store.iterdir()) == []
+
+
+def test_json_call_request_answer_directions(tmp_path: Path, key_pair: tuple[Path, Path]) -> None:
+    with relay(tmp_path, key_pair[0], free_ports(8)) as (server, api), udp() as elsewhere:
+        there = f"127.0.0.1:{elsewhere.getsockname()[1]}"
+        cases = [
+            ({"sdp": offer(5000).decode()}, "recvonly"),
+            # Sent to a third address, the redacted leg is no part of the offered stream: recvonly.
+            ({"sdp": offer(5000).decode(), "passthrough": there, "redacted": there}, "recvonly"),
+            # Back to the offer's own address and port, it is this stream's other direction: sendrecv.
+            ({"sdp": offer(5000).decode(), "redacted": "127.0.0.1:5000"}, "sendrecv"),
+            (
+                {
+                    "sdp": offer(5000).decode().replace("a=sendrecv", "a=recvonly"),
+                    "redacted": "127.0.0.1:5000",
+                },
+                "sendonly",
+            ),
+        ]
+        for body, direction in cases:
+            status, headers, reply = request(api, "POST", "/v1/calls", json.dumps(body).encode(), JSON_TYPE)
+            assert status == 201, (body, reply)
+            assert parse_offer(reply.decode()).direction == direction, body
+            status, _, reply = request(api, "GET", headers["Location"], headers=AUTH)
+            assert status == 200
+            assert json.loads(reply)["sent"] == {"passthrough": 0, "redacted": 0}
+            status, _, _ = request(api, "DELETE", headers["Location"], headers=AUTH)
+            assert status == 204
+        assert server.stats.calls_started == server.stats.calls_ended == len(cases)

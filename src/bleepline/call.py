@@ -176,6 +176,37 @@ class CallSession:
         for released in self.delay.release_until(t):
             self._deliver(released)
 
+    def keypresses(
+        self, spans: Sequence[tuple[float, float]], active_since: float | None, now: float | None = None
+    ) -> None:
+        """Key presses signalled beside the audio (RFC 4733 telephone-events): masked like in-band tones.
+
+        ``spans`` are finished presses, (start, end) seconds on the call timeline; ``active_since`` is
+        where a press still going on began, masked up to ``now`` (default: the end of the audio held) and
+        re-marked on the next call as it grows. Which key was pressed never reaches this method: the
+        transcript gets the entry's key count only. A press that the keypad detector also heard in the
+        audio (senders may do both) is one press: overlapping presses count once.
+        """
+        until = self._held_until if now is None else now
+        for start, end in spans:
+            tone = DtmfTone(start, max(start, end))
+            self.delay.mask(tone.start - KEYPAD_MARGIN_S, tone.end + KEYPAD_MARGIN_S, MaskReason.DTMF, "DTMF")
+            self._presses.append(tone)
+        if active_since is not None:
+            self.delay.mask(active_since - KEYPAD_MARGIN_S, max(until, active_since), MaskReason.DTMF, "DTMF")
+        if len(self._presses) > 1:
+            # The same press heard in band and signalled out of band must not count as two keys. The
+            # in-band detector reports a press when its tone ends, so either may come first: merged on
+            # every call, whichever it was (a live call calls this each tick). An in-band press reported
+            # only as the call ends is not merged.
+            merged: list[DtmfTone] = []
+            for press in sorted(self._presses, key=lambda p: p.start):
+                if merged and press.start < merged[-1].end:
+                    merged[-1] = DtmfTone(merged[-1].start, max(merged[-1].end, press.end))
+                else:
+                    merged.append(press)
+            self._presses = merged
+
     def end(self) -> CallReport:
         """The call is over: settle what is pending, release everything, and build the transcript."""
         self.take_in(self.listen(None))

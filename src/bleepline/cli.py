@@ -54,29 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=redact.run)
 
     p = sub.add_parser("serve", help="live relay: redact RTP calls (static UDP port and/or HTTP control API)")
-    p.add_argument("--rtp-listen", metavar="HOST:PORT", help="UDP address to receive RTP on (static mode)")
-    p.add_argument("--control", metavar="HOST:PORT", help="HTTP control API address: calls set up by SDP")
-    p.add_argument("--token-env", metavar="VAR", help="environment variable holding the control API's token")
-    p.add_argument(
-        "--rtp-ports",
-        metavar="LO-HI",
-        help=f"UDP ports for calls set up over the control API (default {serve.DEFAULT_RTP_PORTS})",
-    )
-    p.add_argument("--codec", choices=tuple(serve.CODECS), required=True, help="the calls' audio codec")
-    _add_recipients(p)
-    p.add_argument("--store", type=Path, required=True, metavar="DIR", help="directory for the recordings")
-    p.add_argument(
-        "--delay", type=float, metavar="S", help="seconds audio is held for the recognizer (default 3)"
-    )
-    p.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="end a call after this many seconds without packets (default 10)",
-    )
-    p.add_argument("--model", help="speech model: whisper-tiny-en (default) or a CTranslate2 directory")
-    p.set_defaults(run=serve.run, mask=None)
+    serve.add_arguments(p)  # its own module: the flags mirror the config file's keys (bleepline.config)
+    p.set_defaults(run=serve.run)
 
     p = sub.add_parser("keygen", help="make a reviewer key pair: recipient.pub and identity.key")
     p.add_argument("--out", type=Path, required=True, help="directory to write the key pair into")

@@ -1,11 +1,14 @@
 """The HTTP control API (aiohttp): calls set up by SDP offer/answer, listed, inspected and ended.
 
-Every endpoint wants ``Authorization: Bearer <token>``; errors are one-line JSON, never a traceback.
+Every endpoint wants ``Authorization: Bearer <token>``, except ``/healthz`` (open) and ``/metrics`` (the
+token, or a separate read-only metrics token); errors are one-line JSON, never a traceback.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from bleepline.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bleepline.metrics import MetricsCollector
 from bleepline.server import NEGOTIABLE_CODECS, CallRefusedError, RelayServer
 from bleepline.transport.sdp import SdpError, answer_direction, build_answer, negotiate, parse_offer
 
@@ -25,20 +30,36 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _SERVER_KEY = web.AppKey("server", RelayServer)
 _CONFIG_KEY = web.AppKey("config", dict)
+_METRICS_KEY = web.AppKey("metrics", MetricsCollector)
+
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _auth_middleware(token: str) -> Middleware:
+def _auth_middleware(token: str, metrics_token: str | None = None) -> Middleware:
     expected = f"Bearer {token}".encode()
+    # A scraper gets a token of its own where one is configured: the control token also sets up and ends
+    # calls, and a monitoring system's secrets are not guarded like the PBX's.
+    metrics_expected = f"Bearer {metrics_token}".encode() if metrics_token else None
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("Authorization", "").encode("utf-8", "replace")
         # Constant time: how much of a guess was right must not show in how long the answer takes.
-        if not hmac.compare_digest(given, expected):
+        allowed = hmac.compare_digest(given, expected)
+        if request.path == HEALTH_PATH:
+            # Open: load balancers and orchestrators probe without secrets, and the answer holds only
+            # "ok" or "draining" and a count of calls.
+            allowed = True
+        elif request.path == METRICS_PATH and metrics_expected is not None:
+            allowed = allowed or hmac.compare_digest(given, metrics_expected)
+        # /metrics otherwise wants the control token: its counters hold no content, but call volumes
+        # and refusals are still the operator's business, not anyone's who can reach the port.
+        if not allowed:
             return _error(401, "authorization required", {"WWW-Authenticate": "Bearer"})
         try:
             return await handler(request)
@@ -65,16 +86,91 @@ def _call_id(request: web.Request) -> str | None:
     return text if str(parsed) == text else None
 
 
+#: What a JSON call request may hold: the SDP offer, and where the outgoing legs go (each optional).
+_CALL_REQUEST_KEYS = ("sdp", "passthrough", "redacted")
+
+
+class _BadRequestError(Exception):
+    """A call request that is not understood; the message is for the one-line 400 answer."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # A key given twice could mean either value: refused rather than the last one silently winning.
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _BadRequestError("the JSON body repeats a key")
+        result[key] = value
+    return result
+
+
+def _host_port(name: str, value: object) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) with a numeric host; the message never quotes the value."""
+    rule = f'"{name}" must be a string HOST:PORT with a numeric IP address ([v6]:PORT for IPv6)'
+    if not isinstance(value, str):
+        raise _BadRequestError(rule)
+    host, colon, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise _BadRequestError(rule)
+    # isascii too: str.isdigit takes superscripts and other scripts' digits, which int() then refuses.
+    if not colon or not (port.isascii() and port.isdigit()) or len(port) > 5 or "%" in host:
+        raise _BadRequestError(rule)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise _BadRequestError(rule) from None
+    if not 0 < int(port) <= 0xFFFF:
+        raise _BadRequestError(f'"{name}" port must be 1-65535')
+    if ip.is_multicast or ip.is_unspecified:
+        raise _BadRequestError(f'"{name}" must be a unicast address')
+    return str(ip), int(port)
+
+
+def _json_call_request(body: bytes) -> tuple[str, tuple[str, int] | None, tuple[str, int] | None]:
+    """The offer and the legs of a JSON request: ``{"sdp": ..., "passthrough": ..., "redacted": ...}``."""
+    try:
+        request = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: a body of nested brackets is hostile, not a server fault.
+        raise _BadRequestError("the body is not a JSON object") from None
+    if not isinstance(request, dict):
+        raise _BadRequestError("the body is not a JSON object")
+    unknown = sorted(set(request) - set(_CALL_REQUEST_KEYS))
+    if unknown:
+        # Names only if they are ours to name: an unknown key is text from the request.
+        raise _BadRequestError(f"unknown keys in the request; it takes {', '.join(_CALL_REQUEST_KEYS)}")
+    offer = request.get("sdp")
+    if not isinstance(offer, str):
+        raise _BadRequestError('"sdp" (the SDP offer, a string) is required')
+    passthrough = _host_port("passthrough", request["passthrough"]) if "passthrough" in request else None
+    redacted = _host_port("redacted", request["redacted"]) if "redacted" in request else None
+    return offer, passthrough, redacted
+
+
 async def _create_call(request: web.Request) -> web.Response:
-    if request.content_type != "application/sdp":
-        return _error(415, "the body must be an SDP offer (Content-Type: application/sdp)")
+    if request.content_type not in ("application/sdp", "application/json"):
+        return _error(
+            415,
+            "the body must be an SDP offer (Content-Type: application/sdp) or a JSON call request "
+            "(Content-Type: application/json)",
+        )
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     body = await request.read()  # client_max_size stops a body without a length at the same limit
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return _error(400, "the SDP offer is not UTF-8 text")
+    passthrough: tuple[str, int] | None = None
+    redacted: tuple[str, int] | None = None
+    if request.content_type == "application/json":
+        try:
+            text, passthrough, redacted = _json_call_request(body)
+        except _BadRequestError as exc:
+            return _error(400, str(exc))
+    else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return _error(400, "the SDP offer is not UTF-8 text")
     server = request.app[_SERVER_KEY]
     config = request.app[_CONFIG_KEY]
     try:
@@ -83,14 +179,30 @@ async def _create_call(request: web.Request) -> web.Response:
             # SRTP needs the keys wired into the receive path: not in this step, so refused plainly.
             raise SdpError(f"{offer.protocol} is not supported yet; offer plain RTP/AVP")
         negotiated = negotiate(offer, tuple(NEGOTIABLE_CODECS))
-        # The relay only listens: it answers recvonly (or inactive, for an offer that will not send).
-        direction = answer_direction(offer.direction, "recvonly")
+        # RFC 3264 6.1: the direction speaks for this stream only, between the offer's address and the
+        # answer's. The relay always receives the offerer's media; it sends on this stream only when
+        # the redacted leg goes back to the offer's own address and port: then sendrecv (cut to what
+        # the offer allows). A leg sent anywhere else (passthrough, or redacted to a third address) is
+        # no part of this stream, so the answer stays recvonly, and the offerer is not told to expect
+        # media it will never get.
+        to_offerer = redacted is not None and redacted == (offer.address, offer.port)
+        direction = answer_direction(offer.direction, "sendrecv" if to_offerer else "recvonly")
+        if to_offerer and direction not in ("sendrecv", "sendonly"):
+            raise SdpError(f"the offer is {offer.direction}: the redacted leg cannot be sent back to it")
     except SdpError as exc:
         return _error(400, str(exc))
     try:
-        call = await server.start_negotiated_call(negotiated, config["rtp_host"], config["rtp_ports"])
+        call = await server.start_negotiated_call(
+            negotiated,
+            config["rtp_host"],
+            config["rtp_ports"],
+            passthrough=passthrough,
+            redacted=redacted,
+        )
     except CallRefusedError as exc:
         return _error(503, str(exc))
+    except ValueError as exc:  # a leg the call's socket cannot send to; the message quotes no address
+        return _error(400, str(exc))
     assert call.endpoint is not None
     host, port = call.endpoint.local_address
     answer = build_answer(
@@ -127,6 +239,7 @@ async def _get_call(request: web.Request) -> web.Response:
             "packets": status.packets,
             "drops": status.drops,
             "masked_s": status.masked_s,
+            "sent": status.sent,
         }
     )
 
@@ -138,6 +251,18 @@ async def _delete_call(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def _healthz(request: web.Request) -> web.Response:
+    server = request.app[_SERVER_KEY]
+    # 503 while draining: a load balancer stops sending new calls to a relay that is ending its own.
+    status, code = ("draining", 503) if server.draining else ("ok", 200)
+    return web.json_response({"status": status, "calls_active": server.active_calls}, status=code)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    text = request.app[_METRICS_KEY].render()
+    return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 def make_app(
     server: RelayServer,
     *,
@@ -145,21 +270,28 @@ def make_app(
     rtp_host: str,
     rtp_ports: range,
     advertise: str | None = None,
+    metrics_token: str | None = None,
 ) -> web.Application:
     """The control API for ``server``; calls get a UDP port on ``rtp_host`` from ``rtp_ports``.
 
     ``advertise`` is the address the SDP answer names, when ``rtp_host`` is not reachable as such
-    (a wildcard bind, or NAT); by default the bound address.
+    (a wildcard bind, or NAT); by default the bound address. ``GET /healthz`` needs no token;
+    ``GET /metrics`` takes ``token`` or, where given, ``metrics_token`` (which opens nothing else).
     """
     if not token:
         raise ValueError("the control API needs a non-empty token")
-    app = web.Application(middlewares=[_auth_middleware(token)], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[_auth_middleware(token, metrics_token)], client_max_size=MAX_BODY_BYTES
+    )
     app[_SERVER_KEY] = server
+    app[_METRICS_KEY] = MetricsCollector(server)
     app[_CONFIG_KEY] = {"rtp_host": rtp_host, "rtp_ports": rtp_ports, "advertise": advertise}
     app.router.add_post("/v1/calls", _create_call)
     app.router.add_get("/v1/calls", _list_calls)
     app.router.add_get("/v1/calls/{call_id}", _get_call)
     app.router.add_delete("/v1/calls/{call_id}", _delete_call)
+    app.router.add_get(HEALTH_PATH, _healthz)
+    app.router.add_get(METRICS_PATH, _metrics)
     return app
 
 

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bleepline.call import CallReport, CallSession
@@ -102,6 +102,14 @@ class LiveCall:
             self._stats.queue_depth = len(self._queue)
             self._stats.max_queue_depth = max(self._stats.max_queue_depth, len(self._queue))
             self._wake.notify()
+
+    def keypresses(self, spans: Sequence[tuple[float, float]], active_since: float | None) -> None:
+        """Key presses signalled beside the audio (RFC 4733), from the media side: masked at once, under
+        the lock (the worker applies the listener's marks to the same delay line)."""
+        with self._lock:
+            if self._ended:
+                return
+            self.session.keypresses(spans, active_since)
 
     def tick(self) -> None:
         """Release everything whose time has come: the call timeline at ``clock()`` minus the delay."""

@@ -7,15 +7,17 @@ plus its transcript; a call ends on RTCP BYE from its source, on silence past th
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bleepline.audio.codecs import PCMA, PCMU, CodecSpec
-from bleepline.call import CallReport, CallSession, Listener
+from bleepline.audio.codecs import OPUS, PCMA, PCMU, CodecSpec
+from bleepline.call import AudioSink, CallReport, CallSession, Listener
 from bleepline.live import LiveCall
 from bleepline.redact.policy import RedactionPolicy
 from bleepline.store.keys import RecipientKey
@@ -25,7 +27,8 @@ from bleepline.transport.endpoint import MAX_DATAGRAM_BYTES, RtpEndpoint, open_e
 from bleepline.transport.errors import MalformedPacketError
 from bleepline.transport.receiver import CallReceiver
 from bleepline.transport.rtp import RtcpBye, RtpPacket, is_rtcp, parse_rtcp, parse_rtp
-from bleepline.transport.sdp import Negotiated
+from bleepline.transport.sdp import Codec, Negotiated
+from bleepline.transport.sender import PacedLeg, RtpLegSender
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +42,44 @@ DEFAULT_MAX_CALLS = 64
 #: becomes a call.
 STATIC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}
 
-#: What an SDP-negotiated call may use: the static-mode codecs, by their SDP encoding names.
-NEGOTIABLE_CODECS = {"PCMU/8000": PCMU, "PCMA/8000": PCMA}
+#: What an SDP-negotiated call may use, by SDP encoding name (``name/rate[/channels]``; names compare
+#: without regard to case, RFC 4855): the static-mode codecs, and Opus, which RTP always calls stereo
+#: (RFC 7587) and which is decoded to mono at 48 kHz; such a call is recorded at 48 kHz.
+NEGOTIABLE_CODECS = {"PCMU/8000": PCMU, "PCMA/8000": PCMA, "opus/48000/2": OPUS}
+
+#: The redacted leg's packet time when the offer names none (RFC 3551's default for audio).
+DEFAULT_PTIME_MS = 20
 
 CallKey = tuple[tuple[str, int], int]  # (source host and port, SSRC)
 ListenerFactory = Callable[[int], Listener | None]
+
+
+def negotiable_codec(codec: Codec) -> CodecSpec | None:
+    """The codec spec for a negotiated payload type, or None if the relay does not take it."""
+    wanted = codec.encoding.lower()
+    return next((spec for name, spec in NEGOTIABLE_CODECS.items() if name.lower() == wanted), None)
+
+
+def _numeric_address(address: tuple[str, int]) -> tuple[str, int] | None:
+    """``address`` with its host in canonical numeric form (as sockets report it), or None if not numeric."""
+    try:
+        return str(ipaddress.ip_address(address[0])), address[1]
+    except ValueError:
+        return None
+
+
+def _leg_address(name: str, address: tuple[str, int]) -> tuple[str, int]:
+    """An outgoing leg's destination, checked: a numeric unicast host and a port. The message never
+    quotes the address (it could be a caller's)."""
+    numeric = _numeric_address(address)
+    if numeric is None:
+        raise ValueError(f"the {name} leg needs a numeric IP address (host names are not resolved)")
+    ip = ipaddress.ip_address(numeric[0])
+    if ip.is_multicast or ip.is_unspecified:
+        raise ValueError(f"the {name} leg needs a unicast address")
+    if not 0 < numeric[1] <= 0xFFFF:
+        raise ValueError(f"the {name} leg's port must be 1-65535")
+    return numeric
 
 
 @dataclass
@@ -80,6 +116,8 @@ class _Call:
     endpoint: RtpEndpoint | None = None  # a negotiated call's own port; None for static mode
     state: str = "active"  # then "ending" (being finalised), then "ended" or "failed"
     report: CallReport | None = None
+    leg: PacedLeg | None = None  # the redacted leg, sent from ``endpoint``
+    leg_rtcp: tuple[str, int] | None = None  # where the redacted leg's RTCP BYE goes
 
 
 @dataclass(frozen=True)
@@ -92,6 +130,8 @@ class CallStatus:
     packets: int
     drops: dict[str, int]
     masked_s: dict[str, float]
+    #: RTP packets sent on the outgoing legs, ``passthrough`` and ``redacted`` (0 for a leg not set up).
+    sent: dict[str, int] = field(default_factory=dict)
 
 
 class RelayServer(asyncio.DatagramProtocol):
@@ -168,7 +208,8 @@ class RelayServer(asyncio.DatagramProtocol):
                 transport.close()
             for call in list(self._calls.values()):
                 self._end_call(call, "stop")
-            if self._finishing:
+            # A finishing call may start more work (its redacted leg's tail): wait until none is left.
+            while self._finishing:
                 await asyncio.gather(*self._finishing, return_exceptions=True)
             log.info("stopped: %d calls served", self.stats.calls_ended)
 
@@ -234,24 +275,46 @@ class RelayServer(asyncio.DatagramProtocol):
 
     # -- calls -------------------------------------------------------------------------------------------
 
-    async def start_negotiated_call(self, negotiated: Negotiated, host: str, ports: range) -> _Call:
+    async def start_negotiated_call(
+        self,
+        negotiated: Negotiated,
+        host: str,
+        ports: range,
+        *,
+        passthrough: tuple[str, int] | None = None,
+        redacted: tuple[str, int] | None = None,
+    ) -> _Call:
         """Start a call set up by SDP: its own UDP port on ``host``, the first free one in ``ports``.
 
         Only RTP from the offer's address and port is taken (no latching: the offer names the source,
         and a latch would let whoever sends first own the call). Raises ``CallRefusedError`` if it cannot be.
+
+        ``passthrough``: every RTP datagram from the source is forwarded there first, byte for byte.
+        ``redacted``: the call's released (masked) audio is sent there as RTP in the call's codec and
+        payload type, from the call's own port, with its own SSRC, sequence numbers and timestamps on the
+        call timeline, paced by the release clock; telephone-events never go on it. Both are numeric
+        (host, port) of the same address family as ``host``; anything else raises ``ValueError``.
         """
         if self._stopping or self._loop is None:
             raise CallRefusedError("the relay is stopping")
-        codec = NEGOTIABLE_CODECS.get(negotiated.codec.encoding)
+        codec = negotiable_codec(negotiated.codec)
         if codec is None or negotiated.crypto is not None:
-            raise ValueError(f"negotiated calls take plain RTP with PCMU or PCMA, not {negotiated.codec}")
+            raise ValueError(
+                f"negotiated calls take plain RTP with PCMU, PCMA or Opus, not {negotiated.codec}"
+            )
+        legs = {"passthrough": passthrough, "redacted": redacted}
+        for name, destination in legs.items():
+            if destination is not None:
+                legs[name] = _leg_address(name, destination)
         if len(self._calls) >= self.max_calls:
             self.stats.refused += 1
             raise CallRefusedError("too many calls")
         holder: list[_Call] = []  # the endpoint exists before the call it feeds
 
         def on_packet(packet: RtpPacket, arrival: float) -> None:
-            if holder:
+            # A call with a redacted leg keeps its port open while the leg's tail goes out: what comes
+            # in after the end is not the call's any more.
+            if holder and holder[0].state == "active":
                 holder[0].last_activity = arrival
                 holder[0].receiver.receive(packet, arrival)
 
@@ -269,6 +332,7 @@ class RelayServer(asyncio.DatagramProtocol):
                     on_bye=on_bye,
                     expected_source=negotiated.remote_rtp,
                     latch=False,
+                    forward_to=legs["passthrough"],
                     # Idle calls are ended by the tick, which knows the call; the endpoint's timer is moot.
                     inactivity_timeout_s=max(self.idle_timeout_s, 1.0),
                 )
@@ -278,6 +342,18 @@ class RelayServer(asyncio.DatagramProtocol):
         if endpoint is None:
             self.stats.refused += 1
             raise CallRefusedError("no RTP port free")
+        try:
+            local = ipaddress.ip_address(endpoint.local_address[0])
+            for name, destination in legs.items():
+                if destination is not None and ipaddress.ip_address(destination[0]).version != local.version:
+                    # The call's socket could not send there: refused now, not failing on every packet.
+                    raise ValueError(
+                        f"the {name} leg must be an IPv{local.version} address, like the RTP port"
+                    )
+            leg, leg_rtcp = self._redacted_leg(negotiated, codec, endpoint, legs["redacted"])
+        except ValueError:
+            endpoint.close()
+            raise
         events = negotiated.telephone_event
         receiver = CallReceiver(
             codec,
@@ -286,14 +362,44 @@ class RelayServer(asyncio.DatagramProtocol):
         )
         # SSRC -1 never occurs on the wire: this key can never collide with a static-mode call.
         key: CallKey = (endpoint.local_address, -1)
-        call = self._start_call(key, self._loop.time(), receiver=receiver, source="control")
+        sinks: list[AudioSink] = [] if leg is None else [leg]
+        call = self._start_call(key, self._loop.time(), receiver=receiver, source="control", sinks=sinks)
         if call is None:
             endpoint.close()
             raise CallRefusedError("the call could not be recorded")
         call.endpoint = endpoint
+        call.leg = leg
+        call.leg_rtcp = leg_rtcp
         holder.append(call)
         self._negotiated[call.call_id] = call
         return call
+
+    def _redacted_leg(
+        self,
+        negotiated: Negotiated,
+        codec: CodecSpec,
+        endpoint: RtpEndpoint,
+        address: tuple[str, int] | None,
+    ) -> tuple[PacedLeg | None, tuple[str, int] | None]:
+        """The redacted leg's pacer and where its RTCP goes, or (None, None) without one."""
+        if address is None:
+            return None, None
+        ptime = negotiated.offer.ptime or DEFAULT_PTIME_MS
+        try:
+            sender = RtpLegSender(
+                codec, negotiated.codec.payload_type, sample_rate=codec.clock_rate, ptime_ms=ptime
+            )
+        except ValueError:
+            # A ptime the codec cannot packetize (Opus is 20 ms here): the default, which any receiver
+            # takes (a=ptime is only a wish, RFC 4566 6).
+            sender = RtpLegSender(
+                codec, negotiated.codec.payload_type, sample_rate=codec.clock_rate, ptime_ms=DEFAULT_PTIME_MS
+            )
+        # RTCP: to the offerer's RTCP address when the leg goes back to the offerer itself; otherwise
+        # the leg's own port, multiplexed (RFC 5761) as this relay takes RTCP, since nothing tells us more.
+        rtcp = negotiated.remote_rtcp if address == _numeric_address(negotiated.remote_rtp) else None
+        leg = PacedLeg(sender, lambda data: endpoint.send(data, address), slack_s=TICK_S)
+        return leg, rtcp or address
 
     def negotiated_status(self, call_id: str) -> CallStatus | None:
         """Counters of a negotiated call, running or ended; None for an id that is not one."""
@@ -327,6 +433,10 @@ class RelayServer(asyncio.DatagramProtocol):
             packets=rs.packets,
             drops=drops,
             masked_s=dict(report.masked_s) if report is not None else {},
+            sent={
+                "passthrough": call.endpoint.stats.forwarded if call.endpoint is not None else 0,
+                "redacted": call.leg.packets_sent if call.leg is not None else 0,
+            },
         )
 
     def negotiated_calls(self) -> list[tuple[str, str]]:
@@ -345,7 +455,13 @@ class RelayServer(asyncio.DatagramProtocol):
         return True
 
     def _start_call(
-        self, key: CallKey, arrival: float, *, receiver: CallReceiver | None = None, source: str = "serve"
+        self,
+        key: CallKey,
+        arrival: float,
+        *,
+        receiver: CallReceiver | None = None,
+        source: str = "serve",
+        sinks: Sequence[AudioSink] = (),
     ) -> _Call | None:
         if len(self._calls) >= self.max_calls:
             self.stats.refused += 1
@@ -373,7 +489,8 @@ class RelayServer(asyncio.DatagramProtocol):
             rate,
             listener=self.listener_factory(rate),
             policy=self.policy,
-            sinks=[writer],
+            # The recording first: a redacted leg that fails must not keep audio from it.
+            sinks=[writer, *sinks],
             transcript=TranscriptBuilder(call_id, models=self.models, policy=self.policy.describe()),
             paced_by_audio=False,
         )
@@ -393,9 +510,16 @@ class RelayServer(asyncio.DatagramProtocol):
             now = loop.time()
             for call in list(self._calls.values()):
                 try:
-                    for chunk in call.receiver.poll(now):
+                    receiver = call.receiver
+                    for chunk in receiver.poll(now):
                         call.live.push(chunk)
+                    # Key presses signalled out of band (RFC 4733) are masked as the audio they go with
+                    # is held, D seconds before it is released.
+                    call.live.keypresses(receiver.take_keypresses(), receiver.keypress_active_since)
                     call.live.tick()
+                    if call.leg is not None:
+                        # What this tick released goes out now: the release clock paces the leg.
+                        call.leg.pump(now)
                 except Exception as exc:  # one call's bug must not stop the others
                     log.error("call %s: tick failed (%s); ending it", call.call_id, type(exc).__name__)
                     self._end_call(call, "error")
@@ -407,19 +531,55 @@ class RelayServer(asyncio.DatagramProtocol):
         if self._calls.pop(call.key, None) is None:
             return
         call.state = "ending"
-        if call.endpoint is not None:
-            # A negotiated call's port is its own: closed, nothing can trail into it.
-            call.endpoint.close()
-        else:
+        if call.endpoint is None:
             self._ended.add(call.key)
-        for chunk in call.receiver.flush():
+        elif call.leg is None:
+            # A negotiated call's port is its own: closed, nothing can trail into it. With a redacted leg
+            # it stays open until the leg's tail and BYE are sent from it (``_send_leg_tail``).
+            call.endpoint.close()
+        receiver = call.receiver
+        for chunk in receiver.flush():
             call.live.push(chunk)
+        call.live.keypresses(receiver.take_keypresses(), None)  # flush closed any press left open
         # LiveCall.end waits for the listener's last word (seconds): off the loop, so other calls go on.
-        task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self._finish, call, why), name=f"finish-{call.call_id}"
-        )
+        self._spawn(self._finish_call(call, why), f"finish-{call.call_id}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
+
+    async def _finish_call(self, call: _Call, why: str) -> None:
+        try:
+            await asyncio.to_thread(self._finish, call, why)
+        finally:
+            if call.leg is not None:
+                # Its own task: ending a call over the API waits for the recording, not for the leg's
+                # last D seconds; ``run`` waits for both before it returns.
+                self._spawn(self._send_leg_tail(call), f"leg-{call.call_id}")
+
+    async def _send_leg_tail(self, call: _Call) -> None:
+        """The redacted leg's last D seconds (drained at once at the end) at the release clock's pace,
+        then an RTCP BYE; then the call's port is closed."""
+        leg, endpoint = call.leg, call.endpoint
+        assert leg is not None
+        assert endpoint is not None
+        loop = asyncio.get_running_loop()
+        try:
+            leg.finish()
+            # The queue holds at most the delay line's length (plus a packet); a stuck pump cannot
+            # keep the port open past that and a margin.
+            deadline = loop.time() + self.policy.delay_s + 2.0
+            while leg.pending and not leg.failed and loop.time() < deadline:
+                leg.pump(loop.time())
+                if leg.pending:
+                    await asyncio.sleep(TICK_S)
+            if not leg.failed and call.leg_rtcp is not None:
+                endpoint.send(leg.goodbye(time.time()), call.leg_rtcp)
+        except Exception as exc:
+            log.error("call %s: redacted leg could not be ended (%s)", call.call_id, type(exc).__name__)
+        finally:
+            endpoint.close()
 
     def _finish(self, call: _Call, why: str) -> None:
         try:
@@ -450,3 +610,59 @@ class RelayServer(asyncio.DatagramProtocol):
             report.duration,
             masked or "nothing",
         )
+
+    # -- read-only views for health checks and metrics -----------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        """True from ``stop`` until ``run`` returns (calls being ended), and after: no new call is taken."""
+        return self._stopping
+
+    def running_statuses(self) -> list[CallStatus]:
+        """Counters of every running call, static or negotiated, masked seconds so far included.
+
+        For metrics, which sum them: the ids are for telling calls apart between scrapes, never for output.
+        """
+        statuses = []
+        for call in list(self._calls.values()):
+            rs = call.receiver.stats
+            # The same drop reasons as ``negotiated_status``, which only knows negotiated calls.
+            drops = {
+                "lost": rs.lost,
+                "duplicates": rs.duplicates,
+                "late": rs.late,
+                "decode_errors": rs.decode_errors,
+                "unknown_payload_type": rs.unknown_payload_type,
+                "stray": rs.stray,
+            }
+            if call.endpoint is not None:
+                es = call.endpoint.stats
+                drops["stranger"] = es.stranger
+                drops["oversize"] = es.oversize
+                drops["malformed"] = sum(es.malformed.values())
+            delay = call.live.session.delay.stats
+            masked = dict(delay.masked_samples)  # a copy first: the listener's thread may add to it
+            now = self._loop.time() if self._loop is not None else call.started
+            statuses.append(
+                CallStatus(
+                    call_id=call.call_id,
+                    state=call.state,
+                    duration_s=round(max(0.0, now - call.started), 3),
+                    packets=rs.packets,
+                    drops=drops,
+                    masked_s={str(reason): samples / delay.sample_rate for reason, samples in masked.items()},
+                    sent={
+                        "passthrough": call.endpoint.stats.forwarded if call.endpoint is not None else 0,
+                        "redacted": call.leg.packets_sent if call.leg is not None else 0,
+                    },
+                )
+            )
+        return statuses
+
+    def listener_lags(self) -> list[float]:
+        """Each running call's largest recognizer lag so far, in seconds (push to end of hearing)."""
+        return [call.live.stats.max_lag_s for call in list(self._calls.values())]
+
+    def delay_fills(self) -> list[float]:
+        """How full each running call's delay line is now, 0..1."""
+        return [call.live.session.delay.stats.fill for call in list(self._calls.values())]

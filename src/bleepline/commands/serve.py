@@ -1,7 +1,9 @@
 """`bleepline serve`: the live relay, RTP in (one static UDP port, or calls set up over the HTTP control
 API), redacted recordings out.
 
-Runs until SIGINT or SIGTERM, then ends every call cleanly (recordings and transcripts finalised), exit 0.
+Settings come from a TOML file (``--config``), then ``BLEEPLINE_*`` variables, then flags (see
+``bleepline.config`` and docs/serve-config.md). Runs until SIGINT or SIGTERM, then ends every call
+cleanly (recordings and transcripts finalised; ``/healthz`` answers 503 meanwhile), exit 0.
 """
 
 from __future__ import annotations
@@ -9,106 +11,155 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
-import sys
+from pathlib import Path
 
 from bleepline.audio.codecs import PCMA, PCMU
 from bleepline.commands.redact import Redactor, output_directory, policy_from_args
+from bleepline.config import CODECS as CODEC_NAMES
+from bleepline.config import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MASK_MODES,
+    ServeConfig,
+    load_config,
+)
 from bleepline.control import make_app, start_control
 from bleepline.errors import BleeplineError
-from bleepline.server import RelayServer
+from bleepline.logs import configure_logging, remove_logging
+from bleepline.server import DEFAULT_MAX_CALLS, RelayServer
 from bleepline.speech.models import resolve_model
 from bleepline.store.keys import load_recipient
 
-CODECS = {"pcmu": PCMU, "pcma": PCMA}
-
+CODECS = {"pcmu": PCMU, "pcma": PCMA}  # by the names bleepline.config accepts
 
 #: Per-call UDP ports when --rtp-ports is not given.
 DEFAULT_RTP_PORTS = "20000-20999"
 
-
-def parse_host_port(text: str, option: str = "--rtp-listen") -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as a pair; a one-line error otherwise."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise BleeplineError(f"{option} must be HOST:PORT, got {text!r}")
-    return host, int(port)
+log = logging.getLogger(__name__)
 
 
-def parse_port_range(text: str) -> range:
-    """``LO-HI`` (inclusive, 1-65535) as a range; a one-line error otherwise."""
-    lo, sep, hi = text.partition("-")
-    if not sep or not lo.isdigit() or not hi.isdigit() or not 1 <= int(lo) <= int(hi) <= 65535:
-        raise BleeplineError(f"--rtp-ports must be LO-HI within 1-65535, got {text!r}")
-    return range(int(lo), int(hi) + 1)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s flags. None is the default of each, so that only a flag given overrides the config
+    file and the environment; values are checked by ``bleepline.config``, for one-line errors."""
+    add = parser.add_argument
+    add("--config", type=Path, metavar="FILE", help="TOML settings file (default: $BLEEPLINE_CONFIG)")
+    add("--rtp-listen", metavar="HOST:PORT", help="UDP address to receive RTP on (static mode)")
+    add("--control", metavar="HOST:PORT", help="HTTP control API address: calls set up by SDP")
+    add("--token-env", metavar="VAR", help="environment variable holding the control API's token")
+    add("--metrics-token-env", metavar="VAR", help="environment variable holding a token for /metrics only")
+    add("--rtp-host", metavar="HOST", help="where control API calls bind their ports (default: its host)")
+    add("--advertise", metavar="IP", help="address SDP answers name (default: the bound address)")
+    add(
+        "--rtp-ports",
+        metavar="LO-HI",
+        help=f"UDP ports for calls set up over the control API (default {DEFAULT_RTP_PORTS})",
+    )
+    add("--max-calls", metavar="N", help=f"calls at once; more are refused (default {DEFAULT_MAX_CALLS})")
+    add("--codec", metavar="|".join(CODEC_NAMES), help="the static-mode calls' audio codec")
+    add(
+        "--recipient",
+        dest="recipients",
+        type=Path,
+        action="append",
+        metavar="PUB",
+        help="recipient public key; repeat for several recipients",
+    )
+    add("--store", type=Path, metavar="DIR", help="directory for the recordings")
+    add("--delay", metavar="S", help="seconds audio is held for the recognizer (default 3)")
+    add("--mask", metavar="|".join(MASK_MODES), help="how personal data is masked (default beep)")
+    add(
+        "--idle-timeout",
+        metavar="S",
+        help="end a call after this many seconds without packets (default 10)",
+    )
+    add("--model", help="speech model: whisper-tiny-en (default) or a CTranslate2 directory")
+    add("--log-format", metavar="|".join(LOG_FORMATS), help="log lines as text (default) or JSON")
+    add("--log-level", metavar="|".join(LOG_LEVELS), help="least important lines logged (default info)")
 
 
-def _control_token(args: argparse.Namespace) -> str:
-    # From the environment, never the command line: argv is visible to every user via ps.
-    if not args.token_env:
-        raise BleeplineError("--control needs --token-env VAR naming the variable that holds the token")
-    token = os.environ.get(args.token_env, "")
-    if not token.strip():
-        raise BleeplineError(f"--control needs a token: ${args.token_env} is empty or not set")
-    return token
+#: The flags' destinations that are config keys (all but --config).
+_FLAG_KEYS = (
+    "rtp_listen",
+    "control",
+    "token_env",
+    "metrics_token_env",
+    "rtp_host",
+    "advertise",
+    "rtp_ports",
+    "max_calls",
+    "codec",
+    "recipients",
+    "store",
+    "delay",
+    "mask",
+    "idle_timeout",
+    "model",
+    "log_format",
+    "log_level",
+)
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    """The settings: ``--config`` (or ``$BLEEPLINE_CONFIG``), then the environment, then the flags."""
+    return load_config({key: getattr(args, key, None) for key in _FLAG_KEYS}, config_file=args.config)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rtp_listen is None and args.control is None:
-        raise BleeplineError("give --rtp-listen, --control, or both")
-    host, port = parse_host_port(args.rtp_listen) if args.rtp_listen is not None else (None, 0)
-    control: tuple[str, int] | None = None
-    token = ""
-    ports = parse_port_range(args.rtp_ports or DEFAULT_RTP_PORTS)
-    if args.control is not None:
-        control = parse_host_port(args.control, "--control")
-        token = _control_token(args)
-    if not args.idle_timeout > 0:
-        raise BleeplineError(f"--idle-timeout must be positive, got {args.idle_timeout}")
-    recipients = [load_recipient(p) for p in args.recipient]
-    policy = policy_from_args(args)
-    store = output_directory(args.store)
-    # The models load once, before the port opens: the first call must not wait for them.
-    redactor = Redactor(recipients, policy, resolve_model(args.model))
-    if not logging.getLogger().handlers:
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="bleepline: %(message)s")
-    server = RelayServer(
-        codec=CODECS[args.codec],
-        recipients=recipients,
-        store=store,
-        policy=policy,
-        listener_factory=redactor.listener,
-        models=redactor.models,
-        idle_timeout_s=args.idle_timeout,
-    )
-    asyncio.run(_serve(server, host, port, control, token, ports))
+    config = config_from_args(args)
+    recipients = [load_recipient(p) for p in config.recipients]
+    # One place for the policy's rules: the same builder as `redact`, from the checked settings.
+    policy = policy_from_args(argparse.Namespace(delay=config.delay, mask=config.mask))
+    store = output_directory(config.store)
+    handler = configure_logging(config.log_format, config.log_level)
+    try:
+        # The models load once, before the port opens: the first call must not wait for them.
+        redactor = Redactor(recipients, policy, resolve_model(config.model))
+        server = RelayServer(
+            codec=CODECS[config.codec],
+            recipients=recipients,
+            store=store,
+            policy=policy,
+            listener_factory=redactor.listener,
+            models=redactor.models,
+            idle_timeout_s=config.idle_timeout,
+            max_calls=config.max_calls,
+        )
+        asyncio.run(_serve(server, config))
+    finally:
+        remove_logging(handler)
     return 0
 
 
-async def _serve(
-    server: RelayServer,
-    host: str | None,
-    port: int,
-    control: tuple[str, int] | None,
-    token: str,
-    ports: range,
-) -> None:
+async def _serve(server: RelayServer, config: ServeConfig) -> None:
     loop = asyncio.get_running_loop()
+
+    def stop(signum: signal.Signals) -> None:
+        # Draining starts here: /healthz answers 503 until every call's recording is finalised.
+        log.info("%s: ending %d calls, then stopping", signum.name, server.active_calls)
+        server.stop()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, server.stop)
+        loop.add_signal_handler(signum, stop, signum)
     runner = None
-    if control is not None:
-        # Calls get their ports on the control API's address, which the SDP answer names.
-        app = make_app(server, token=token, rtp_host=control[0], rtp_ports=ports)
+    control, rtp_host = config.control, config.rtp_bind_host
+    if control is not None and rtp_host is not None:
+        app = make_app(
+            server,
+            token=config.control_token,
+            rtp_host=rtp_host,
+            rtp_ports=config.rtp_ports,
+            advertise=config.advertise,
+            metrics_token=config.metrics_token,
+        )
         try:
             runner, bound = await start_control(app, *control)
         except OSError as exc:
             raise BleeplineError(
                 f"cannot listen on {control[0]}:{control[1]}: {exc.strerror or exc}"
             ) from None
-        logging.getLogger(__name__).info("control API on http://%s:%d/v1/calls", *bound)
+        log.info("control API on http://%s:%d/v1/calls", *bound)
+    host, port = config.rtp_listen if config.rtp_listen is not None else (None, 0)
     try:
         await server.run(host, port)
     except OSError as exc:

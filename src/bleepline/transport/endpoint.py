@@ -10,10 +10,13 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from bleepline.transport.errors import MalformedPacketError
 from bleepline.transport.rtp import RtcpBye, RtpPacket, is_rtcp, parse_rtcp, parse_rtp
+
+if TYPE_CHECKING:  # only a type here: a plain-RTP endpoint never loads libsrtp
+    from bleepline.transport.srtp import SrtpInbound
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +57,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     becomes the call's source; without it, ``expected_source`` from the SDP is. Datagrams from any other
     address are dropped and counted as ``stranger``, so nobody can inject audio into another call.
     RTCP before a source is known is also a stranger's: it cannot be told apart from an injected BYE.
+
+    With ``srtp`` (SDES-SRTP, the offer's key) every datagram from the source is unprotected before it is
+    parsed, and a packet that fails is counted under ``malformed`` by its reason (``srtp_auth``,
+    ``srtp_replay``..., ``rtcp_``-prefixed for SRTCP). Latching then needs a packet that authenticates.
     """
 
     def __init__(
@@ -66,6 +73,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         forward_to: Address | None = None,
         inactivity_timeout_s: float = 30.0,
         on_timeout: Callable[[], None] | None = None,
+        srtp: SrtpInbound | None = None,
     ) -> None:
         if not latch and expected_source is None:
             raise ValueError("an endpoint that does not latch needs expected_source (from the SDP)")
@@ -75,6 +83,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._on_packet = on_packet
         self._on_bye = on_bye
         self._on_timeout = on_timeout
+        self._srtp = srtp
         self._forward_to = _numeric(forward_to) if forward_to is not None else None
         # Without latching the SDP address is fixed from the start; with it, the first packet decides,
         # since NAT rewrites the address the SDP gave (expected_source is then only checked for form).
@@ -169,8 +178,11 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             # Checked before parsing: a stranger's flood costs one comparison a datagram.
             stats.stranger += 1
             return
+        srtp = self._srtp
         try:
-            packet = parse_rtp(data)
+            # With SRTP the packet is authenticated before anything else, latching included: a stranger
+            # without the key cannot take the call's source. ``data`` itself stays the wire bytes.
+            packet = parse_rtp(data if srtp is None else srtp.unprotect(data))
         except MalformedPacketError as error:
             self._count_malformed(error.reason)
             return
@@ -182,7 +194,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self._arm_timer(self._timeout_s)
         forward_to = self._forward_to
         if forward_to is not None and self._transport is not None:
-            # The raw leg goes first, before any of our own work, and as the very bytes received.
+            # The raw leg goes first, before any of our own work, and as the very bytes received: with SRTP
+            # still encrypted, since the passthrough leg is the caller's own stream under the caller's key.
             self._transport.sendto(data, forward_to)
             stats.forwarded += 1
         try:
@@ -193,8 +206,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     # --- internals -----------------------------------------------------------------------------------
 
     def _receive_rtcp(self, data: bytes, arrival: float) -> None:
+        srtp = self._srtp
         try:
-            reports = parse_rtcp(data)
+            reports = parse_rtcp(data if srtp is None else srtp.unprotect_rtcp(data))
         except MalformedPacketError as error:
             self._count_malformed(f"rtcp_{error.reason}")
             return
@@ -281,6 +295,7 @@ async def open_endpoint(
     forward_to: Address | None = None,
     inactivity_timeout_s: float = 30.0,
     on_timeout: Callable[[], None] | None = None,
+    srtp: SrtpInbound | None = None,
 ) -> RtpEndpoint:
     """Bind a UDP socket at ``host:port`` (port 0: any free port) and return its ``RtpEndpoint``.
 
@@ -296,6 +311,7 @@ async def open_endpoint(
         forward_to=forward_to,
         inactivity_timeout_s=inactivity_timeout_s,
         on_timeout=on_timeout,
+        srtp=srtp,
     )
     loop = asyncio.get_running_loop()
     await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(host, port))

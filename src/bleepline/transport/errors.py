@@ -36,6 +36,21 @@ class TelephoneEventError(MalformedPacketError):
     """An RFC 4733 telephone-event payload that is too short."""
 
 
+class SrtpError(MalformedPacketError):
+    """An SRTP or SRTCP packet (RFC 3711) that libsrtp refuses: ``srtp_auth`` (forged, tampered or under
+    another key), ``srtp_replay`` (seen before, or too old for the replay window), ``srtp_header`` (too
+    short for its header and tag), ``srtp_unencrypted`` (SRTCP sent in clear) or ``srtp_error`` (anything
+    else). The message names the reason and the suite, never the key or the packet's bytes.
+    """
+
+
+class SrtpProtectError(TransportError):
+    """One of the relay's own outgoing packets could not be protected: a sequence number used twice (which
+    would reuse keystream), a packet too long, or a key past its lifetime. A bug or an exhausted key, not
+    something from the network; the message quotes neither the key nor the packet.
+    """
+
+
 class SdpError(TransportError, ValueError):
     """An SDP body that cannot be used: malformed, oversized, or offering nothing the relay speaks.
 

@@ -1,11 +1,15 @@
 """The redacted leg going out: released call-timeline chunks to RTP packets in the call's codec.
 
-Pure logic, no sockets and no clock: the caller's pacer decides when each packet leaves.
+Pure logic, no sockets and no clock: ``RtpLegSender`` makes the packets, ``PacedLeg`` decides when each
+leaves from the times its caller gives it, and hands it to the caller's send function.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -14,6 +18,8 @@ from bleepline.audio.rechunk import Rechunker
 from bleepline.audio.resample import StreamResampler
 from bleepline.timeline import AudioChunk, Samples
 from bleepline.transport.rtp import RtcpBye, RtcpSenderReport, RtpPacket, ntp_timestamp, ts_distance
+
+_log = logging.getLogger(__name__)
 
 _U16 = 0xFFFF
 _U32 = 0xFFFFFFFF
@@ -242,3 +248,97 @@ class RtpLegSender:
         self.octets += len(payload)
         self._last_position = chunk.start
         return packet
+
+
+class PacedLeg:
+    """The redacted leg as a ``CallSession`` sink: ``write`` packetizes, ``pump`` sends on the clock.
+
+    ``write`` takes what the delay line releases (on whichever thread releases it) and queues the packets
+    ``sender`` makes, each with its place on the call timeline; ``pump(now)`` sends those whose time has
+    come. Call-timeline second ``t`` leaves at ``anchor + t`` on the caller's clock, the anchor being fixed
+    by the first packet sent (its ``now`` minus its timeline second). Live, the delay line releases on
+    the same clock, so a packet is due as soon as it is made and leaves on the tick that made it. What
+    the end of a call drains at once (the last D seconds) leaves at that same rhythm, never in a burst;
+    and since every packet keeps its own time, a stall of the clock cannot warp the timestamps either.
+
+    ``slack_s`` is how early a packet may go: a tick's worth, so the phase of the ticks against packet
+    boundaries (each tick releases up to "now", rarely a whole packet) never holds a packet a tick longer.
+
+    Fail closed: if packetizing or sending raises, the leg stops for good (``failed``) and the call goes
+    on; a redacted leg that falls silent leaks nothing. Only the exception's type is logged.
+    """
+
+    def __init__(self, sender: RtpLegSender, send: Callable[[bytes], None], *, slack_s: float = 0.02) -> None:
+        if not slack_s >= 0.0:
+            raise ValueError(f"slack must be >= 0 s, got {slack_s}")
+        self.sender = sender
+        self.slack_s = slack_s
+        #: RTP packets handed to ``send``; RTCP is not counted.
+        self.packets_sent = 0
+        #: Packets made but never sent: queued when the leg failed.
+        self.dropped = 0
+        self.failed = False
+        self._send = send
+        # (call-timeline second of the first sample, datagram). A deque: ``write`` may run on another
+        # thread than ``pump`` (a call's end drains the delay line off the event loop); append and
+        # popleft are atomic, and each side only ever does one of them.
+        self._queue: deque[tuple[float, bytes]] = deque()
+        self._anchor: float | None = None
+
+    @property
+    def pending(self) -> int:
+        """Packets made and not sent yet."""
+        return len(self._queue)
+
+    def write(self, chunk: AudioChunk) -> None:
+        """Released audio in: packetized and queued. Never raises (a ``CallSession`` sink must not)."""
+        if self.failed:
+            return
+        try:
+            self._queue_packets(self.sender.write(chunk))
+        except Exception as exc:
+            self._fail("packetizing", exc)
+
+    def finish(self) -> None:
+        """The call's audio is all written: its last partial packet, padded with silence, is queued."""
+        if self.failed:
+            return
+        try:
+            self._queue_packets(self.sender.flush())
+        except Exception as exc:
+            self._fail("packetizing", exc)
+
+    def pump(self, now: float) -> int:
+        """Send every queued packet due by ``now`` (seconds on the caller's clock); returns how many."""
+        sent = 0
+        queue = self._queue
+        while queue and not self.failed:
+            at, data = queue[0]
+            if self._anchor is None:
+                self._anchor = now - at
+            if self._anchor + at > now + self.slack_s:
+                break
+            try:
+                self._send(data)
+            except Exception as exc:
+                self._fail("sending", exc)
+                break
+            queue.popleft()
+            sent += 1
+        self.packets_sent += sent
+        return sent
+
+    def goodbye(self, now_unix: float) -> bytes:
+        """The leg's last datagram: an RTCP compound of a sender report and a BYE (RFC 3550 6.1, 6.6)."""
+        return self.sender.sender_report(now_unix) + self.sender.bye()
+
+    def _queue_packets(self, packets: list[RtpPacket]) -> None:
+        for packet in packets:
+            self._queue.append((self.sender.packet_time(packet), packet.serialize()))
+
+    def _fail(self, doing: str, exc: Exception) -> None:
+        # The type only: a message could quote what was being encoded or where it was going.
+        _log.error("redacted leg stopped: %s failed (%s)", doing, type(exc).__name__)
+        self.failed = True
+        self.dropped += len(self._queue)
+        self._queue.clear()
