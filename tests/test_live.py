@@ -197,3 +197,43 @@ def test_end_does_not_hang_on_a_stuck_listener_and_masks_what_it_missed() -> Non
     assert report.duration == pytest.approx(2.0)
     listener.gate.set()  # the stuck step returns; its word comes too late and is ignored
     # (the autouse fixture checks the thread then exits)
+
+
+class PausableListener(ScriptedListener):
+    """Final only up to ``lag`` behind while audio comes; a pause makes everything heard final."""
+
+    def __init__(self, lag: float) -> None:
+        super().__init__([], lag=lag)
+        self.pauses: list[float] = []
+
+    def pause(self, at: float) -> Hearing:
+        self.pauses.append(at)
+        return Hearing(heard_until=at, final_until=at, spans=())
+
+
+def test_audio_that_stops_coming_is_a_pause_and_what_came_before_is_cleared_in_time() -> None:
+    listener = PausableListener(lag=5.0)  # never final in time from the audio alone
+    call = Live(listener, seconds_=2.0)
+    call.play(2.0)
+    for step in range(1, 200):  # the far end sends nothing more; the clock runs on for 4 s
+        call.clock.now = call.start_clock + 2.0 + step * 0.02
+        call.live.tick()
+        assert call.live.settle(WAIT)
+    assert listener.pauses == [pytest.approx(2.0)]  # once per silence
+    assert call.live.stats.pauses == 1
+    call.live.end()
+    released = call.released()
+    # Noticed 0.3 s into the silence: what the 2 s delay had not yet released by then comes out clear.
+    after = slice(seconds(0.32), seconds(2.0))
+    assert np.array_equal(released[after], call.original[after])
+    assert not np.any(released[: seconds(0.3)])  # before the pause nothing cleared it: unverified
+
+
+def test_a_listener_that_cannot_pause_leaves_the_audio_masked_until_it_clears_it() -> None:
+    call = Live(ScriptedListener([], lag=5.0), seconds_=2.0)
+    call.play(2.0)
+    for step in range(1, 200):
+        call.clock.now = call.start_clock + 2.0 + step * 0.02
+        call.live.tick()
+    call.live.end()
+    assert not np.any(call.released()[: seconds(2.0)])  # released unverified: silence

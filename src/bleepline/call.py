@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bleepline.audio.dtmf import DtmfDetector, DtmfTone
 from bleepline.listener import Hearing
@@ -53,15 +53,24 @@ class Listener(Protocol):
     def end(self, at: float) -> Hearing: ...
 
 
+@runtime_checkable
+class PausingListener(Listener, Protocol):
+    """A listener that can be told the audio stopped coming for a while (``CallListener`` can)."""
+
+    def pause(self, at: float) -> Hearing: ...
+
+
 @dataclass(frozen=True)
 class Heard:
-    """What ``CallSession.listen`` found about one chunk (``chunk`` false: the end of the call) at ``now``
-    seconds: a hearing, or the exception the listener raised, or neither (no listener)."""
+    """What ``CallSession.listen`` found about one chunk (``chunk`` false: the end of the call, unless
+    ``pause``: the audio stopped coming) at ``now`` seconds: a hearing, or the exception the listener
+    raised, or neither (no listener)."""
 
     now: float
     hearing: Hearing | None
     error: Exception | None
     chunk: bool
+    pause: bool = False
 
 
 @dataclass
@@ -162,12 +171,25 @@ class CallSession:
             return Heard(now, None, exc, chunk is not None)
         return Heard(now, hearing, None, chunk is not None)
 
+    def listen_pause(self) -> Heard:
+        """No audio has come for a while (the far end stopped sending in a silence, or the stream
+        stalled): the listener settles what it heard so far, as at a pause in speech, so that audio
+        held before the stall can be cleared before its release time. ``take_in`` the result."""
+        now = self._heard_until
+        listener = self.listener
+        if not isinstance(listener, PausingListener):
+            return Heard(now, None, None, False, pause=True)
+        try:
+            return Heard(now, listener.pause(now), None, False, pause=True)
+        except Exception as exc:  # as in ``listen``: fail closed
+            return Heard(now, None, exc, False, pause=True)
+
     def take_in(self, heard: Heard) -> None:
         """Apply what ``listen`` found: marks, then clearance; a failure masks from here on."""
         if heard.error is not None:
             self._listener_failed(heard.error, heard.now)
         elif heard.hearing is not None:
-            self._hear(heard.hearing, last=not heard.chunk)
+            self._hear(heard.hearing, last=not heard.chunk and not heard.pause)
         if heard.chunk:
             self._heard_until = heard.now
 

@@ -66,6 +66,13 @@ class CallListener:
         self.stats.speech_regions += regions
         return self._hear(chunk.end / chunk.sample_rate, regions)
 
+    def pause(self, at: float) -> Hearing:
+        """No audio came for a while after ``at`` seconds (a silence the far end did not send, or a
+        stalled stream): settle what was heard, as at a pause, without waiting for audio to resume."""
+        self.recognizer.flush()
+        self.stats.flushes_at_pauses += 1
+        return self._hear(at, [])
+
     def end(self, at: float) -> Hearing:
         """The call is over at ``at`` seconds: settle everything still pending, and close every value
         still open (nothing more will be said)."""

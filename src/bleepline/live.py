@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 #: How long ``end`` waits for the listener to hear what is queued and have its last word.
 DEFAULT_END_TIMEOUT_S = 10.0
+#: No audio for this long (clock seconds) is a pause: the far end stopped sending (silence suppression,
+#: the end of a stream) or the network stalled. The listener then settles what it heard, so the words
+#: before it are cleared in time; otherwise they would wait for audio that may never come, and go out
+#: masked as unverified. Packets come every 20 ms; jitter buffers hold 60 ms or so.
+DEFAULT_STALL_S = 0.3
 
 
 @dataclass
@@ -33,13 +38,14 @@ class LiveStats:
     chunks_skipped: int = 0
     skipped_s: float = 0.0
     pushed_after_end: int = 0
+    pauses: int = 0  # times no audio came for ``stall_s`` and the listener settled what it had
     abandoned: bool = False  # the listener was still busy when ``end`` gave up on it
 
 
 @dataclass(frozen=True)
 class _Queued:
-    chunk: AudioChunk
-    pushed_at: float  # clock() when the media side pushed it
+    chunk: AudioChunk | None  # None: no audio came for a while (a pause for the listener)
+    pushed_at: float  # clock() when the media side pushed it (or the pause was noticed)
 
 
 class LiveCall:
@@ -58,6 +64,7 @@ class LiveCall:
         clock: Callable[[], float] = time.monotonic,
         max_backlog_s: float = 2.0,
         end_timeout_s: float = DEFAULT_END_TIMEOUT_S,
+        stall_s: float = DEFAULT_STALL_S,
     ) -> None:
         if not max_backlog_s > 0.0:
             raise ValueError(f"max_backlog_s must be > 0, got {max_backlog_s}")
@@ -65,6 +72,9 @@ class LiveCall:
         self.clock = clock
         self.max_backlog_s = max_backlog_s
         self.end_timeout_s = end_timeout_s
+        self.stall_s = stall_s
+        self._last_push = 0.0  # clock() of the last chunk pushed
+        self._paused = True  # a pause is asked for once per silence, and not before any audio
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the worker waits on it for work or the end
         self._queue: deque[_Queued] = deque()
@@ -94,6 +104,7 @@ class LiveCall:
             if self._origin is None:
                 self._origin = now - chunk.end / chunk.sample_rate  # a packet arrives once its audio is over
             self.session.hold(chunk)
+            self._last_push, self._paused = now, False
             self._queue.append(_Queued(chunk, now))
             self._queued_samples += len(chunk.samples)
             if self._dead:
@@ -117,6 +128,10 @@ class LiveCall:
         with self._lock:
             if self._origin is None or self._ended:
                 return
+            if not self._paused and not self._ending and now - self._last_push >= self.stall_s:
+                self._paused = True
+                self._queue.append(_Queued(None, now))
+                self._wake.notify()
             self.session.release_until(now - self._origin - self.session.policy.delay_s)
 
     @property
@@ -167,7 +182,9 @@ class LiveCall:
         while self._queue:
             self._skip(self._queue.popleft().chunk)
 
-    def _skip(self, chunk: AudioChunk) -> None:
+    def _skip(self, chunk: AudioChunk | None) -> None:
+        if chunk is None:
+            return  # a pause: nothing to mask
         # A mark, not merely "not cleared": a listener that hears the next chunk may clear past the gap
         # (its clearance is a time, not a list of what it heard), and a mark outranks any clearance.
         self._queued_samples -= len(chunk.samples)
@@ -200,18 +217,23 @@ class LiveCall:
                 if not self._queue:
                     break  # ending, and everything queued was heard
                 item = self._queue.popleft()
-                self._queued_samples -= len(item.chunk.samples)
+                if item.chunk is not None:
+                    self._queued_samples -= len(item.chunk.samples)
                 self._stats.queue_depth = len(self._queue)
                 self._busy = True
             # The slow part, with the lock released: the media side and the clock carry on meanwhile.
-            heard = self.session.listen(item.chunk)
+            chunk = item.chunk
+            heard = self.session.listen_pause() if chunk is None else self.session.listen(chunk)
             with self._wake:
                 self._busy = False
                 if self._abandoned:
                     return
                 self.session.take_in(heard)
-                self._stats.chunks_heard += 1
-                self._stats.max_lag_s = max(self._stats.max_lag_s, self.clock() - item.pushed_at)
+                if item.chunk is None:
+                    self._stats.pauses += 1
+                else:
+                    self._stats.chunks_heard += 1
+                    self._stats.max_lag_s = max(self._stats.max_lag_s, self.clock() - item.pushed_at)
                 self._wake.notify_all()  # for settle()
         heard = self.session.listen(None)  # the listener's last word: settle what is pending
         with self._wake:

@@ -497,8 +497,9 @@ class RelayServer(asyncio.DatagramProtocol):
         call = _Call(call_id, key, receiver, LiveCall(session), writer, arrival, started=arrival)
         self._calls[key] = call
         self.stats.calls_started += 1
+        # Never the caller's address: it identifies a person as much as what they say.
         if source == "serve":
-            log.info("call %s: started from %s:%d", call_id, *key[0])
+            log.info("call %s: started (static port)", call_id)
         else:  # the key holds the relay's own port, not a source
             log.info("call %s: started on port %d", call_id, key[0][1])
         return call
