@@ -1,6 +1,8 @@
 """Streaming recognition cost against the two baselines a user would otherwise build, in one run.
 
 - ``streaming``: bleepline's StreamingRecognizer, 20 ms chunks in, a decode step per second of audio.
+- ``streaming_at_pauses``: the same, driven as the product's listener drives it: the voice activity
+  detector's pauses flush it (words before a pause final at once, the window trimmed). VAD time included.
 - ``offline``: faster-whisper ``transcribe()`` over the whole file once (beam 1, temperature 0, word
   timestamps): the floor, but useless live.
 - ``naive``: faster-whisper ``transcribe()`` on a rolling window (up to 12 s) every second, as a naive live
@@ -25,6 +27,7 @@ from bleepline.audio.files import read_audio_chunks
 from bleepline.audio.resample import resample
 from bleepline.speech.asr import StreamingRecognizer
 from bleepline.speech.models import load_whisper, resolve_model
+from bleepline.speech.vad import VoiceActivityDetector
 from bleepline.timeline import AudioChunk
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
@@ -76,6 +79,30 @@ def test_streaming(benchmark: BenchmarkFixture, whisper: Any) -> None:
 
 
 @cpu_time
+def test_streaming_at_pauses(benchmark: BenchmarkFixture, whisper: Any) -> None:
+    def run() -> int:
+        recognizer = StreamingRecognizer(whisper=whisper)
+        vad = VoiceActivityDetector(8000)
+        words = 0
+        for chunk in CHUNKS:
+            regions = vad.push(chunk)
+            recognizer.push(chunk)
+            if regions and not vad.in_speech:
+                recognizer.flush()  # as CallListener does
+            words += sum(len(u.final) for u in recognizer.updates())
+        recognizer.end()
+        return words + sum(len(u.final) for u in recognizer.updates())
+
+    assert (
+        benchmark.pedantic(  # type: ignore[no-untyped-call]
+            run, rounds=3, iterations=1, warmup_rounds=1
+        )
+        > 10
+    )
+    _record(benchmark, "streaming_at_pauses")
+
+
+@cpu_time
 def test_offline_whole_file(benchmark: BenchmarkFixture, whisper: Any) -> None:
     def run() -> int:
         segments, _ = whisper.transcribe(
@@ -122,10 +149,11 @@ def test_naive_rolling_window(benchmark: BenchmarkFixture, whisper: Any) -> None
 
 def test_summary() -> None:
     """Prints the figures and ratios (runs last; fails only if a benchmark above did not run)."""
-    assert set(RESULTS) == {"streaming", "offline", "naive"}
+    assert set(RESULTS) == {"streaming", "streaming_at_pauses", "offline", "naive"}
     streaming = RESULTS["streaming"]
     print(f"\nCPU-s per audio-s on {' + '.join(CALLS)} ({AUDIO_SECONDS:.1f} s):")
     for name, value in RESULTS.items():
-        print(f"  {name:10s} {value:.3f}")
+        print(f"  {name:20s} {value:.3f}")
     print(f"  streaming / offline = {streaming / RESULTS['offline']:.2f}")
+    print(f"  streaming_at_pauses / offline = {RESULTS['streaming_at_pauses'] / RESULTS['offline']:.2f}")
     print(f"  naive / streaming   = {RESULTS['naive'] / streaming:.2f}")

@@ -9,7 +9,11 @@ transcribes the whole file offline with faster-whisper (beam 1, temperature 0). 
   minus the word's end (Whisper's own word end, on the call timeline); median and p95;
 - CPU seconds per audio second of both, and step costs (median, p95).
 
-Run: .venv/bin/python -m bench.eval_asr [--calls fixtures|shared|all]
+With ``--pauses`` the recognizer is driven as the product's listener drives it (``CallListener``): the
+voice activity detector's pauses flush it, so words said before a pause are final at once. The VAD's own
+CPU time is counted in the streaming cost then.
+
+Run: .venv/bin/python -m bench.eval_asr [--calls fixtures|shared|all] [--pauses]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from bench.eval_pii import truth_calls
 from bleepline.audio.files import read_audio_chunks
 from bleepline.speech.asr import StreamingRecognizer, comparable
 from bleepline.speech.models import load_whisper, resolve_model
+from bleepline.speech.vad import VoiceActivityDetector
 from bleepline.timeline import Word
 
 
@@ -59,11 +64,13 @@ def word_error_rate(reference: Sequence[str], hypothesis: Sequence[str]) -> floa
     return row[-1] / max(len(reference), 1)
 
 
-def evaluate(truth_path: Path, whisper: Any) -> AsrResult:
+def evaluate(truth_path: Path, whisper: Any, pauses: bool = False) -> AsrResult:
     truth = json.loads(truth_path.read_text())
     audio_path = truth_path.with_name(truth["audio"])
     chunks = list(read_audio_chunks(audio_path))
     recognizer = StreamingRecognizer(whisper=whisper)
+    vad = VoiceActivityDetector(chunks[0].sample_rate) if pauses else None
+    vad_cpu = 0.0
     first_seen: list[tuple[float, str, float]] = []  # (word start, text, audio time first emitted)
     to_tentative: list[float] = []
     to_final: list[float] = []
@@ -81,7 +88,13 @@ def evaluate(truth_path: Path, whisper: Any) -> AsrResult:
                 final.append(word)
 
     for chunk in chunks:
+        if vad is not None:
+            began = time.process_time()
+            regions = vad.push(chunk)
+            vad_cpu += time.process_time() - began
         recognizer.push(chunk)
+        if vad is not None and regions and not vad.in_speech:
+            recognizer.flush()  # as CallListener does at a pause
         take(chunk.end / chunk.sample_rate)
     recognizer.end()
     duration = chunks[-1].end / chunks[-1].sample_rate
@@ -105,7 +118,7 @@ def evaluate(truth_path: Path, whisper: Any) -> AsrResult:
     return AsrResult(
         name=truth_path.stem,
         audio_seconds=duration,
-        streaming_cpu=recognizer.stats.cpu_seconds,
+        streaming_cpu=recognizer.stats.cpu_seconds + vad_cpu,
         offline_cpu=offline_cpu,
         streaming_wer=word_error_rate(words_of(reference or offline_text), streaming),
         offline_wer=word_error_rate(words_of(reference), words_of(offline_text)) if reference else None,
@@ -130,9 +143,12 @@ def _percentile(values: Sequence[float], share: float) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", choices=("fixtures", "shared", "all"), default="all")
+    parser.add_argument(
+        "--pauses", action="store_true", help="flush at the VAD's pauses, as the listener does"
+    )
     args = parser.parse_args(argv)
     whisper = load_whisper(resolve_model())
-    results = [evaluate(path, whisper) for path in truth_calls(args.calls)]
+    results = [evaluate(path, whisper, args.pauses) for path in truth_calls(args.calls)]
     print(
         f"{'call':28s} {'stream WER':>10s} {'offline WER':>11s} {'stream CPU/s':>12s} {'offline CPU/s':>13s}"
     )

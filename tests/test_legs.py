@@ -47,7 +47,7 @@ JSON = {"Content-Type": "application/json", **AUTH}
 
 @contextmanager
 def relay(
-    tmp_path: Path, pub: Path, listener: Listener | None
+    tmp_path: Path, pub: Path, listener: Listener | None, *, allow_plain_rtp: bool = True
 ) -> Iterator[tuple[RelayServer, tuple[str, int]]]:
     """Server and control API on one loop in a thread, with a 1 s delay and the given listener."""
     store = tmp_path / "store"
@@ -66,7 +66,13 @@ def relay(
     failure: list[BaseException] = []
 
     async def main() -> None:
-        app = make_app(server, token="s3cret-token", rtp_host="127.0.0.1", rtp_ports=free_ports(8))
+        app = make_app(
+            server,
+            token="s3cret-token",
+            rtp_host="127.0.0.1",
+            rtp_ports=free_ports(8),
+            allow_plain_rtp=allow_plain_rtp,
+        )
         runner, bound = await start_control(app, "127.0.0.1", 0)
         address.append(bound)
         try:

@@ -69,7 +69,12 @@ def relay(
 
     async def main() -> None:
         app = make_app(
-            server, token=TOKEN, rtp_host="127.0.0.1", rtp_ports=free_ports(4), metrics_token=METRICS_TOKEN
+            server,
+            token=TOKEN,
+            rtp_host="127.0.0.1",
+            rtp_ports=free_ports(4),
+            metrics_token=METRICS_TOKEN,
+            allow_plain_rtp=True,
         )
         runner, bound = await start_control(app, "127.0.0.1", 0)
         address.append(bound)

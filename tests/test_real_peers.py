@@ -159,7 +159,7 @@ def relay(
     failure: list[BaseException] = []
 
     async def main() -> None:
-        app = make_app(server, token=TOKEN, rtp_host="127.0.0.1", rtp_ports=ports)
+        app = make_app(server, token=TOKEN, rtp_host="127.0.0.1", rtp_ports=ports, allow_plain_rtp=True)
         runner, bound = await start_control(app, "127.0.0.1", 0)
         address.append(bound)
         try:

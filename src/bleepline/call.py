@@ -83,6 +83,8 @@ class CallReport:
     masked_s: dict[str, float] = field(default_factory=dict)
     late_masks: int = 0
     late_mask_s: float = 0.0
+    #: Audio that came further ahead of the release clock than the delay line holds: dropped, not heard.
+    early_audio_s: float = 0.0
     keypad_entries: int = 0
     listener_failures: int = 0
     cpu_s: float = 0.0
@@ -349,6 +351,7 @@ class CallSession:
         report.masked_s = {str(reason): round(stats.masked_s(reason), 3) for reason in MaskReason}
         report.late_masks = stats.late_masks
         report.late_mask_s = round(stats.late_mask_s, 3)
+        report.early_audio_s = round(stats.early_audio_s, 3)
         entries = _keypad_entries(self._presses)
         report.keypad_entries = len(entries)
         report.cpu_s = time.process_time() - self._began
@@ -360,6 +363,7 @@ class CallSession:
                     "masked_seconds": report.masked_s,
                     "late_masks": report.late_masks,
                     "late_mask_seconds": report.late_mask_s,
+                    "early_audio_seconds": report.early_audio_s,
                     "listener_failures": report.listener_failures,
                 },
             )

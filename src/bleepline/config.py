@@ -68,6 +68,9 @@ class ServeConfig:
     model: str | None = None
     log_format: str = "text"
     log_level: str = "info"
+    allow_plain_rtp: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     control_token: str = field(default="", repr=False)
     metrics_token: str | None = field(default=None, repr=False)
 
@@ -248,6 +251,19 @@ def _paths(value: object, source: _Source) -> tuple[Path, ...]:
         raise _InvalidValueError(rule) from None
 
 
+def _bool(value: object, source: _Source) -> bool:
+    rule = "must be true or false"
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and source.text:
+        word = value.strip().lower()
+        if word in ("true", "yes", "1", "on"):
+            return True
+        if word in ("false", "no", "0", "off"):
+            return False
+    raise _InvalidValueError(rule)
+
+
 def _model(value: object, source: _Source) -> str:
     return _string(value, source, "must be a model name or a CTranslate2 directory")
 
@@ -271,6 +287,9 @@ _PARSERS: dict[str, Callable[[object, _Source], Any]] = {
     "model": _model,
     "log_format": _choice(LOG_FORMATS),
     "log_level": _choice(LOG_LEVELS),
+    "allow_plain_rtp": _bool,
+    "tls_cert": _path,
+    "tls_key": _path,
 }
 KEYS = tuple(_PARSERS)
 
@@ -392,6 +411,12 @@ def _complete(values: dict[str, Any], env: Mapping[str, str]) -> ServeConfig:
             )
     elif values.get("metrics_token_env") is not None:
         raise BleeplineError("metrics_token_env is for the control API's /metrics: give --control as well")
+    if (values.get("tls_cert") is None) != (values.get("tls_key") is None):
+        raise BleeplineError(
+            "HTTPS for the control API needs both tls_cert and tls_key (--tls-cert, --tls-key)"
+        )
+    if values.get("tls_cert") is not None and values.get("control") is None:
+        raise BleeplineError("tls_cert and tls_key are for the control API: give --control as well")
     known = {f.name for f in fields(ServeConfig)}
     return ServeConfig(
         **{key: value for key, value in values.items() if key in known},

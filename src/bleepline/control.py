@@ -10,6 +10,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +21,7 @@ from bleepline.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bleepline.metrics import MetricsCollector
 from bleepline.server import NEGOTIABLE_CODECS, CallRefusedError, RelayServer
 from bleepline.transport.sdp import SdpError, answer_direction, build_answer, negotiate, parse_offer
+from bleepline.transport.srtp import SRTP_SUITES, srtp_for_offer
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +177,12 @@ async def _create_call(request: web.Request) -> web.Response:
     config = request.app[_CONFIG_KEY]
     try:
         offer = parse_offer(text)
-        if offer.protocol != "RTP/AVP":
-            # SRTP needs the keys wired into the receive path: not in this step, so refused plainly.
-            raise SdpError(f"{offer.protocol} is not supported yet; offer plain RTP/AVP")
-        negotiated = negotiate(offer, tuple(NEGOTIABLE_CODECS))
+        if offer.protocol == "RTP/AVP" and not config["allow_plain_rtp"]:
+            # Call audio in the clear: only where the operator said the network allows it.
+            raise SdpError("plain RTP is not allowed here; offer RTP/SAVP with a=crypto (SDES)")
+        negotiated = negotiate(offer, tuple(NEGOTIABLE_CODECS), srtp_suites=SRTP_SUITES)
+        # The caller's key for what it sends, and a fresh one of ours for the redacted leg.
+        contexts = srtp_for_offer(negotiated.crypto) if negotiated.crypto is not None else None
         # RFC 3264 6.1: the direction speaks for this stream only, between the offer's address and the
         # answer's. The relay always receives the offerer's media; it sends on this stream only when
         # the redacted leg goes back to the offer's own address and port: then sendrecv (cut to what
@@ -198,6 +202,7 @@ async def _create_call(request: web.Request) -> web.Response:
             config["rtp_ports"],
             passthrough=passthrough,
             redacted=redacted,
+            srtp=contexts,
         )
     except CallRefusedError as exc:
         return _error(503, str(exc))
@@ -211,8 +216,9 @@ async def _create_call(request: web.Request) -> web.Response:
         port=port,
         session_id=uuid.UUID(call.call_id).int >> 66,  # any number; from the id, so it is unique enough
         direction=direction,
-        crypto=None,
+        crypto=None if contexts is None else contexts.answer,
     )
+    # The answer holds the relay's SRTP key: it goes to the caller in the body, never to a log.
     return web.Response(
         status=201,
         text=answer,
@@ -271,12 +277,14 @@ def make_app(
     rtp_ports: range,
     advertise: str | None = None,
     metrics_token: str | None = None,
+    allow_plain_rtp: bool = False,
 ) -> web.Application:
     """The control API for ``server``; calls get a UDP port on ``rtp_host`` from ``rtp_ports``.
 
     ``advertise`` is the address the SDP answer names, when ``rtp_host`` is not reachable as such
     (a wildcard bind, or NAT); by default the bound address. ``GET /healthz`` needs no token;
     ``GET /metrics`` takes ``token`` or, where given, ``metrics_token`` (which opens nothing else).
+    Offers of SRTP (RTP/SAVP with SDES keys) are always taken; plain RTP only with ``allow_plain_rtp``.
     """
     if not token:
         raise ValueError("the control API needs a non-empty token")
@@ -285,7 +293,12 @@ def make_app(
     )
     app[_SERVER_KEY] = server
     app[_METRICS_KEY] = MetricsCollector(server)
-    app[_CONFIG_KEY] = {"rtp_host": rtp_host, "rtp_ports": rtp_ports, "advertise": advertise}
+    app[_CONFIG_KEY] = {
+        "rtp_host": rtp_host,
+        "rtp_ports": rtp_ports,
+        "advertise": advertise,
+        "allow_plain_rtp": allow_plain_rtp,
+    }
     app.router.add_post("/v1/calls", _create_call)
     app.router.add_get("/v1/calls", _list_calls)
     app.router.add_get("/v1/calls/{call_id}", _get_call)
@@ -295,11 +308,14 @@ def make_app(
     return app
 
 
-async def start_control(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, tuple[str, int]]:
-    """Serve ``app`` on ``host:port`` (0: any free port); returns the runner (``cleanup`` it) and address."""
+async def start_control(
+    app: web.Application, host: str, port: int, *, tls: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, tuple[str, int]]:
+    """Serve ``app`` on ``host:port`` (0: any free port), over HTTPS with ``tls``; returns the runner
+    (``cleanup`` it) and the address."""
     runner = web.AppRunner(app, access_log=None)  # an access log would keep callers' addresses
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     try:
         await site.start()
     except BaseException:
@@ -307,3 +323,15 @@ async def start_control(app: web.Application, host: str, port: int) -> tuple[web
         raise
     sockname = runner.addresses[0]  # the port the OS chose, for port 0
     return runner, (str(sockname[0]), int(sockname[1]))
+
+
+def tls_context(certificate: str, key: str) -> ssl.SSLContext:
+    """A server TLS context from PEM files: TLS 1.2 at least; errors are one line, naming the file."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certificate, key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise ValueError(f"cannot load the TLS certificate {certificate} and key {key}: {reason}") from None
+    return context

@@ -29,6 +29,7 @@ from bleepline.transport.receiver import CallReceiver
 from bleepline.transport.rtp import RtcpBye, RtpPacket, is_rtcp, parse_rtcp, parse_rtp
 from bleepline.transport.sdp import Codec, Negotiated
 from bleepline.transport.sender import PacedLeg, RtpLegSender
+from bleepline.transport.srtp import SrtpContexts, SrtpOutbound
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class _Call:
     report: CallReport | None = None
     leg: PacedLeg | None = None  # the redacted leg, sent from ``endpoint``
     leg_rtcp: tuple[str, int] | None = None  # where the redacted leg's RTCP BYE goes
+    srtp: SrtpContexts | None = None  # the call's SRTP keys (never logged: see their repr)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,13 @@ class CallStatus:
     masked_s: dict[str, float]
     #: RTP packets sent on the outgoing legs, ``passthrough`` and ``redacted`` (0 for a leg not set up).
     sent: dict[str, int] = field(default_factory=dict)
+
+
+def _early_audio_ms(call: _Call) -> int:
+    """Milliseconds of the call's audio dropped as early by its delay line: a drop count like the others
+    (whole numbers, whatever the codec's rate), so a timeline run ahead of the release clock shows."""
+    delay = call.live.session.delay.stats
+    return round(delay.early_audio_samples * 1000 / delay.sample_rate)
 
 
 class RelayServer(asyncio.DatagramProtocol):
@@ -283,6 +292,7 @@ class RelayServer(asyncio.DatagramProtocol):
         *,
         passthrough: tuple[str, int] | None = None,
         redacted: tuple[str, int] | None = None,
+        srtp: SrtpContexts | None = None,
     ) -> _Call:
         """Start a call set up by SDP: its own UDP port on ``host``, the first free one in ``ports``.
 
@@ -294,14 +304,18 @@ class RelayServer(asyncio.DatagramProtocol):
         payload type, from the call's own port, with its own SSRC, sequence numbers and timestamps on the
         call timeline, paced by the release clock; telephone-events never go on it. Both are numeric
         (host, port) of the same address family as ``host``; anything else raises ``ValueError``.
+
+        ``srtp`` (an RTP/SAVP offer's keys, ``srtp_for_offer``): the caller's packets are authenticated
+        and decrypted with its key, replays dropped, and the redacted leg is encrypted with the relay's
+        (the answer's) key. The passthrough leg forwards the caller's packets as they came, encrypted.
         """
         if self._stopping or self._loop is None:
             raise CallRefusedError("the relay is stopping")
         codec = negotiable_codec(negotiated.codec)
-        if codec is None or negotiated.crypto is not None:
-            raise ValueError(
-                f"negotiated calls take plain RTP with PCMU, PCMA or Opus, not {negotiated.codec}"
-            )
+        if codec is None:
+            raise ValueError(f"negotiated calls take PCMU, PCMA or Opus, not {negotiated.codec}")
+        if (negotiated.crypto is None) != (srtp is None):
+            raise ValueError("an SRTP offer needs its keys, and a plain RTP one has none")
         legs = {"passthrough": passthrough, "redacted": redacted}
         for name, destination in legs.items():
             if destination is not None:
@@ -333,6 +347,7 @@ class RelayServer(asyncio.DatagramProtocol):
                     expected_source=negotiated.remote_rtp,
                     latch=False,
                     forward_to=legs["passthrough"],
+                    srtp=None if srtp is None else srtp.inbound,
                     # Idle calls are ended by the tick, which knows the call; the endpoint's timer is moot.
                     inactivity_timeout_s=max(self.idle_timeout_s, 1.0),
                 )
@@ -350,7 +365,8 @@ class RelayServer(asyncio.DatagramProtocol):
                     raise ValueError(
                         f"the {name} leg must be an IPv{local.version} address, like the RTP port"
                     )
-            leg, leg_rtcp = self._redacted_leg(negotiated, codec, endpoint, legs["redacted"])
+            outbound = None if srtp is None else srtp.outbound
+            leg, leg_rtcp = self._redacted_leg(negotiated, codec, endpoint, legs["redacted"], outbound)
         except ValueError:
             endpoint.close()
             raise
@@ -370,6 +386,7 @@ class RelayServer(asyncio.DatagramProtocol):
         call.endpoint = endpoint
         call.leg = leg
         call.leg_rtcp = leg_rtcp
+        call.srtp = srtp
         holder.append(call)
         self._negotiated[call.call_id] = call
         return call
@@ -380,6 +397,7 @@ class RelayServer(asyncio.DatagramProtocol):
         codec: CodecSpec,
         endpoint: RtpEndpoint,
         address: tuple[str, int] | None,
+        srtp: SrtpOutbound | None = None,
     ) -> tuple[PacedLeg | None, tuple[str, int] | None]:
         """The redacted leg's pacer and where its RTCP goes, or (None, None) without one."""
         if address is None:
@@ -398,7 +416,11 @@ class RelayServer(asyncio.DatagramProtocol):
         # RTCP: to the offerer's RTCP address when the leg goes back to the offerer itself; otherwise
         # the leg's own port, multiplexed (RFC 5761) as this relay takes RTCP, since nothing tells us more.
         rtcp = negotiated.remote_rtcp if address == _numeric_address(negotiated.remote_rtp) else None
-        leg = PacedLeg(sender, lambda data: endpoint.send(data, address), slack_s=TICK_S)
+        if srtp is None:
+            leg = PacedLeg(sender, lambda data: endpoint.send(data, address), slack_s=TICK_S)
+        else:
+            # Each packet is protected once, as it goes: SRTP must never see a sequence number twice.
+            leg = PacedLeg(sender, lambda data: endpoint.send(srtp.protect(data), address), slack_s=TICK_S)
         return leg, rtcp or address
 
     def negotiated_status(self, call_id: str) -> CallStatus | None:
@@ -420,6 +442,8 @@ class RelayServer(asyncio.DatagramProtocol):
             drops["stranger"] = es.stranger
             drops["oversize"] = es.oversize
             drops["malformed"] = sum(es.malformed.values())
+        # Audio that got further ahead of the release clock than the delay line holds: dropped there.
+        drops["early_audio_ms"] = _early_audio_ms(call)
         report = call.report
         if report is not None:
             duration = report.duration
@@ -576,7 +600,10 @@ class RelayServer(asyncio.DatagramProtocol):
                 if leg.pending:
                     await asyncio.sleep(TICK_S)
             if not leg.failed and call.leg_rtcp is not None:
-                endpoint.send(leg.goodbye(time.time()), call.leg_rtcp)
+                goodbye = leg.goodbye(time.time())
+                if call.srtp is not None:
+                    goodbye = call.srtp.outbound.protect_rtcp(goodbye)
+                endpoint.send(goodbye, call.leg_rtcp)
         except Exception as exc:
             log.error("call %s: redacted leg could not be ended (%s)", call.call_id, type(exc).__name__)
         finally:
@@ -641,6 +668,7 @@ class RelayServer(asyncio.DatagramProtocol):
                 drops["stranger"] = es.stranger
                 drops["oversize"] = es.oversize
                 drops["malformed"] = sum(es.malformed.values())
+            drops["early_audio_ms"] = _early_audio_ms(call)
             delay = call.live.session.delay.stats
             masked = dict(delay.masked_samples)  # a copy first: the listener's thread may add to it
             now = self._loop.time() if self._loop is not None else call.started

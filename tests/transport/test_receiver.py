@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -268,3 +269,116 @@ def test_random_loss_reorder_and_duplication_keep_one_contiguous_timeline(
         assert set(seen) == received
         assert stats.lost == (max(received) - min(received) + 1) - len(received)
         assert stats.duplicates == len(schedule) - len(received)
+
+
+# --- timestamp jumps: the sender's clock against the arrival times ----------------------------------------
+
+
+@pytest.mark.parametrize("jump_s", [1.5, 60.0, 3000.0])
+def test_a_forward_timestamp_jump_with_no_wall_clock_gap_is_placed_by_arrival(jump_s: float) -> None:
+    # Same SSRC and numbering, timestamps far ahead, 20 ms later: a B2BUA splicing in another source.
+    # Inside the timestamp window (1 h), so nothing is a stray; on the timeline it would be a long silence
+    # that puts the rest of the call ahead of the release clock.
+    receiver = l16_receiver()
+    jump = round(jump_s * 8000)
+    schedule = [(i * 0.02, l16_packet(i, i * PACKET, 1)) for i in range(5)]
+    schedule += [(i * 0.02, l16_packet(i, jump + i * PACKET, 2)) for i in range(5, 10)]
+    out = joined(run(receiver, schedule, 1.0))
+    assert values(out) == [1] * 5 + [2] * 5
+    assert receiver.stats.timestamp_jumps == 1
+    assert receiver.stats.lost == receiver.stats.stray == receiver.stats.late == 0
+
+
+def test_a_timestamp_step_within_the_mismatch_allowed_stays_on_the_timeline() -> None:
+    # Under a second ahead of the arrival times: jitter as far as the receiver can tell, kept as sent.
+    receiver = l16_receiver()
+    schedule = [(i * 0.02, l16_packet(i, i * PACKET, 1)) for i in range(5)]
+    schedule += [(i * 0.02, l16_packet(i, (40 + i) * PACKET, 2)) for i in range(5, 10)]  # 0.8 s ahead
+    out = joined(run(receiver, schedule, 1.0))
+    assert values(out) == [1] * 5 + [0] * 40 + [2] * 5
+    assert receiver.stats.timestamp_jumps == 0
+
+
+@pytest.mark.parametrize("held_s", [0.0, 0.4])
+def test_silence_suppression_keeps_its_gap_when_timestamps_and_arrivals_advance_together(
+    held_s: float,
+) -> None:
+    # DTX: 3 s of quiet with nothing sent; the talk spurt after it carries the 3 s in its timestamps, and
+    # arrives 3 s later. The last packet before the quiet may have been held up by the network (jitter).
+    receiver = l16_receiver()
+    schedule = [(i * 0.02, l16_packet(i, i * PACKET, 1)) for i in range(4)]
+    schedule.append((0.08 + held_s, l16_packet(4, 4 * PACKET, 1)))
+    schedule += [(3.02 + i * 0.02, l16_packet(i, (150 + i) * PACKET, 2)) for i in range(5, 10)]
+    out = joined(run(receiver, schedule, 4.0))
+    assert values(out) == [1] * 5 + [0] * 150 + [2] * 5
+    assert receiver.stats.timestamp_jumps == 0
+    assert receiver.stats.lost == 0
+
+
+def test_a_network_stall_then_a_burst_is_placed_by_timestamps() -> None:
+    # Arrival runs ahead of the timestamps (1.5 s stall, then the held packets all at once): that is the
+    # network, and the timestamps tell the truth about the audio. No jump, no silence inserted.
+    receiver = l16_receiver()
+    schedule = [(i * 0.02, l16_packet(i, i * PACKET, i + 1)) for i in range(5)]
+    schedule += [(1.6 + i * 0.001, l16_packet(i, i * PACKET, i + 1)) for i in range(5, 15)]
+    out = joined(run(receiver, schedule, 2.5))
+    assert values(out) == list(range(1, 16))
+    assert receiver.stats.timestamp_jumps == 0
+
+
+def test_a_backward_timestamp_jump_is_placed_by_arrival_not_dropped_as_late() -> None:
+    # Timestamps 5 s back (inside the 10 s a late packet may lag), numbering on: placed by its timestamps
+    # it would fall on audio already out and be dropped, and the call would lag the release clock.
+    receiver = l16_receiver()
+    back = 5 * 8000
+    schedule = [(i * 0.02, l16_packet(i, back + i * PACKET, 1)) for i in range(5)]
+    schedule += [(i * 0.02, l16_packet(i, i * PACKET, 2)) for i in range(5, 10)]
+    out = joined(run(receiver, schedule, 1.0))
+    assert values(out) == [1] * 5 + [2] * 5
+    assert receiver.stats.timestamp_jumps == 1
+    assert receiver.stats.late == receiver.stats.lost == receiver.stats.stray == 0
+
+
+def test_a_small_step_back_after_a_quiet_is_placed_by_arrival() -> None:
+    # A step back the size of one packet after 1.5 s of quiet: never the network (it cannot move a
+    # timestamp back); placed by arrival, the quiet stays and nothing overlaps what went out.
+    receiver = l16_receiver()
+    schedule = [(i * 0.02, l16_packet(i, i * PACKET, 1)) for i in range(5)]
+    schedule += [(1.6 + (i - 5) * 0.02, l16_packet(i, (i - 2) * PACKET, 2)) for i in range(5, 10)]
+    out = joined(run(receiver, schedule, 2.5))
+    assert values(out) == [1] * 5 + [0] * 75 + [2] * 5
+    assert receiver.stats.timestamp_jumps == 1
+    assert receiver.stats.late == 0
+
+
+@pytest.mark.parametrize("jump_s", [5.0, 60.0])
+def test_packets_reordered_across_a_timestamp_jump_land_on_their_own_side(jump_s: float) -> None:
+    receiver = l16_receiver()
+    jump = round(jump_s * 8000)
+    packets = [l16_packet(i, i * PACKET, i + 1) for i in range(5)]
+    packets += [l16_packet(i, jump + i * PACKET, i + 1) for i in range(5, 10)]
+    # 6 comes first and finds the jump; 4 (before it) and 5 (after it) come behind it.
+    order = [0, 1, 2, 3, 6, 4, 5, 7, 8, 9]
+    schedule = [(n * 0.02, packets[i]) for n, i in enumerate(order)]
+    out = joined(run(receiver, schedule, 1.0))
+    assert receiver.stats.timestamp_jumps == 1
+    assert receiver.stats.late == receiver.stats.lost == 0
+    if jump_s < 10:
+        assert values(out) == list(range(1, 11))
+        assert receiver.stats.reordered == 2
+    else:
+        # Further behind the new run than a late packet may lag (10 s), 4's timestamp cannot be told
+        # from a stray's: dropped, counted once, and its place is silence.
+        assert values(out) == [1, 2, 3, 4, 0, 6, 7, 8, 9, 10]
+        assert receiver.stats.stray == 1
+
+
+def test_a_restart_counts_its_unconfirmed_first_packet_once() -> None:
+    # The first packet of a numbering restart is dropped as a stray; its number is spent, not lost too.
+    receiver = l16_receiver()
+    schedule = [(i * 0.02, l16_packet(100 + i, i * PACKET, 1)) for i in range(5)]
+    schedule += [(i * 0.02, l16_packet(40_000 + i, i * PACKET, 2)) for i in range(5, 10)]
+    out = joined(run(receiver, schedule, 1.0))
+    assert values(out) == [1] * 5 + [0] + [2] * 4
+    assert receiver.stats.stray == 1
+    assert receiver.stats.lost == receiver.stats.late == 0

@@ -24,7 +24,7 @@ from bleepline.config import (
     ServeConfig,
     load_config,
 )
-from bleepline.control import make_app, start_control
+from bleepline.control import make_app, start_control, tls_context
 from bleepline.errors import BleeplineError
 from bleepline.logs import configure_logging, remove_logging
 from bleepline.server import DEFAULT_MAX_CALLS, RelayServer
@@ -76,6 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--model", help="speech model: whisper-tiny-en (default) or a CTranslate2 directory")
     add("--log-format", metavar="|".join(LOG_FORMATS), help="log lines as text (default) or JSON")
     add("--log-level", metavar="|".join(LOG_LEVELS), help="least important lines logged (default info)")
+    add(
+        "--allow-plain-rtp",
+        action="store_const",
+        const="true",
+        help="take control API offers of plain RTP/AVP (default: SRTP with SDES keys only)",
+    )
+    add("--tls-cert", type=Path, metavar="PEM", help="serve the control API over HTTPS with this certificate")
+    add("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
 
 
 #: The flags' destinations that are config keys (all but --config).
@@ -97,6 +105,9 @@ _FLAG_KEYS = (
     "model",
     "log_format",
     "log_level",
+    "allow_plain_rtp",
+    "tls_cert",
+    "tls_key",
 )
 
 
@@ -151,14 +162,22 @@ async def _serve(server: RelayServer, config: ServeConfig) -> None:
             rtp_ports=config.rtp_ports,
             advertise=config.advertise,
             metrics_token=config.metrics_token,
+            allow_plain_rtp=config.allow_plain_rtp,
         )
+        tls = None
+        if config.tls_cert is not None and config.tls_key is not None:
+            try:
+                tls = tls_context(str(config.tls_cert), str(config.tls_key))
+            except ValueError as exc:
+                raise BleeplineError(str(exc)) from None
         try:
-            runner, bound = await start_control(app, *control)
+            runner, bound = await start_control(app, *control, tls=tls)
         except OSError as exc:
             raise BleeplineError(
                 f"cannot listen on {control[0]}:{control[1]}: {exc.strerror or exc}"
             ) from None
-        log.info("control API on http://%s:%d/v1/calls", *bound)
+        scheme = "https" if tls is not None else "http"
+        log.info("control API on %s://%s:%d/v1/calls", scheme, *bound)
     host, port = config.rtp_listen if config.rtp_listen is not None else (None, 0)
     try:
         await server.run(host, port)

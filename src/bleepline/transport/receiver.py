@@ -28,6 +28,16 @@ from bleepline.transport.rtp import (
 #: times say: a sender that went quiet for minutes must not make the relay allocate minutes of zeros.
 MAX_RESTART_GAP_S = 5.0
 
+#: How far a stream's timestamps may run from its arrival times, packet to packet, before the next
+#: packet counts as a timestamp jump and is placed by arrival time instead. Timestamps that run ahead by
+#: more put the call timeline ahead of the release clock, which the delay line only absorbs up to its
+#: headroom (2 s); 1 s leaves half of that for jitter, and is far beyond what a network does between one
+#: packet and the next (a burst after a stall runs ahead by one packet at a time, and loss or silence
+#: suppression advance timestamps and arrival together). A stream whose arrival runs ahead of its
+#: timestamps is only a jump if the timestamps went back: otherwise it is a network delay or outage,
+#: which the timestamps measure truly.
+MAX_CLOCK_MISMATCH_S = 1.0
+
 #: Packets held at most, whatever their times: a burst from a broken sender must not grow the buffer.
 MAX_BUFFERED_PACKETS = 512
 
@@ -40,6 +50,9 @@ _DEFAULT_PACKET_S = 0.02
 _AUDIO = 0
 _EVENT = 1
 _OTHER = 2
+#: A packet dropped (counted as ``stray``) that still holds its sequence number's place, so that the
+#: window does not count it again as lost.
+_SPENT = 3
 
 
 @dataclass
@@ -49,6 +62,8 @@ class ReceiverStats:
     ``bytes`` counts payload bytes. ``lost`` counts sequence numbers skipped over once the window ran
     out (a packet that comes after that is ``late`` as well). ``stray`` counts packets whose sequence
     number or timestamp jumped with nothing yet confirming the jump (the first packet of a restart).
+    ``timestamp_jumps`` counts discontinuities of a stream's clock that were placed by arrival time: a
+    confirmed restart, or a step forward or back that the arrival times do not bear out. Not drops.
     """
 
     packets: int = 0
@@ -80,6 +95,27 @@ class _Stream:
         #: Where the stream's first timestamp goes on the raw timeline; None once it is placed.
         self.anchor: int | None = None
         self.restarts = 0
+        #: The newest packet by sequence number that sets the clock, as (sequence, timestamp, arrival):
+        #: what the next one's timestamp is checked against. Extended values; None before the first.
+        self.reference: tuple[int, int, float] | None = None
+        #: The last jump within the timestamp window, for packets reordered across it.
+        self.jump: _Jump | None = None
+
+
+@dataclass(frozen=True)
+class _Jump:
+    """Where a stream's timestamps jumped: the packets on each side, and the offset used before it.
+
+    A packet reordered across the jump is placed by the side its timestamp lies nearer to, so it lands
+    where it would have had it come in order. Only the latest jump is kept: jumps a reorder window apart
+    are not worth the bookkeeping.
+    """
+
+    before_sequence: int
+    before_timestamp: int
+    sequence: int
+    timestamp: int
+    before_offset: int
 
 
 @dataclass
@@ -97,7 +133,9 @@ class CallReceiver:
     Feed ``receive`` each parsed packet with its arrival time (seconds, any monotonic clock) and call
     ``poll`` with the same clock; what it returns starts at sample 0 (the first packet's timestamp)
     and is contiguous. A packet waits at most ``reorder_window_ms`` for the packets before it; then
-    they count as lost and their time is silence. Telephone events (``telephone_event_pt``) are not
+    they count as lost and their time is silence. A stream's timestamps that jump further than its
+    arrival times bear out (``MAX_CLOCK_MISMATCH_S``) are placed by arrival, as a new stream would be,
+    and counted in ``timestamp_jumps``. Telephone events (``telephone_event_pt``) are not
     audio: ``take_keypresses`` gives their spans, never the key. ``payload_type`` is the audio payload
     type from the SDP; None takes the first packet's that is not a telephone event.
     """
@@ -158,10 +196,15 @@ class CallReceiver:
             kind = _OTHER
         stream = self._stream_for(packet.ssrc, arrival)
         before = stream.sequence.highest
+        sequence_restarts = stream.sequence.restarts
         sequence = stream.sequence.extend(packet.sequence)
         if sequence is None:
             self.stats.stray += 1
             return
+        if before is not None and stream.sequence.restarts != sequence_restarts:
+            # The numbering restarted: the stray before this packet, dropped and counted, was the first
+            # of the new run, and its number is the one after the old highest. Not lost as well.
+            self._spend((stream.epoch, before + 1), stream, arrival)
         key = (stream.epoch, sequence)
         if key in self._buffer or key in self._recent_set:
             self.stats.duplicates += 1
@@ -172,23 +215,80 @@ class CallReceiver:
         timestamp = stream.timestamp.extend(packet.timestamp)
         if timestamp is None:
             self.stats.stray += 1
+            # Counted once: its sequence number is spent, so the window does not count it as lost too.
+            self._spend(key, stream, arrival)
             return
+        offset = stream.offset
         if stream.anchor is not None:
-            stream.offset = stream.anchor - timestamp
+            stream.offset = offset = stream.anchor - timestamp
             stream.anchor = None
+            stream.reference = (sequence, timestamp, arrival)
         elif stream.timestamp.restarts != stream.restarts:
             # The sender's clock restarted: place the new run after what came before, not where its
             # timestamps would put it.
             stream.restarts = stream.timestamp.restarts
             self.stats.timestamp_jumps += 1
-            stream.offset = self._continuation(arrival) - timestamp
+            stream.offset = offset = self._continuation(arrival) - timestamp
+            stream.reference = (sequence, timestamp, arrival)
+            # A straggler from before a restart is a stray (beyond the window): nothing to place.
+            stream.jump = None
+        elif kind != _OTHER:
+            offset = self._clock(stream, kind, sequence, timestamp, arrival)
         if before is not None and sequence < before:
             self.stats.reordered += 1
-        position = timestamp + stream.offset
+        position = timestamp + offset
         if kind == _AUDIO:
             self._received_end = max(self._received_end, position + self._packet_samples)
         self._last_arrival = max(self._last_arrival, arrival)
         self._buffer[key] = _Buffered(stream, kind, position, arrival, packet.payload)
+        heapq.heappush(self._heap, key)
+
+    def _clock(self, stream: _Stream, kind: int, sequence: int, timestamp: int, arrival: float) -> int:
+        """The offset that places a packet in the timestamp window; a jump the arrival times do not bear
+        out re-places the stream by arrival time, as a restart does.
+
+        Comfort noise and unknown payload types never get here: their clock may not be the audio's.
+        """
+        reference = stream.reference
+        if reference is None:  # cannot happen: the first packet set it
+            return stream.offset
+        ref_sequence, ref_timestamp, ref_arrival = reference
+        jump = stream.jump
+        if sequence <= ref_sequence:
+            # Older than the newest packet: reordered. If it is from before the latest jump, the offset
+            # of then places it (a packet whose timestamp lies nearer the old run's is from the old run).
+            if jump is not None and sequence < jump.sequence:
+                nearer_old = abs(timestamp - jump.before_timestamp) < abs(timestamp - jump.timestamp)
+                if sequence <= jump.before_sequence or nearer_old:
+                    return jump.before_offset
+            return stream.offset
+        ahead = (timestamp - ref_timestamp) - round((arrival - ref_arrival) * self.rate)
+        limit = round(MAX_CLOCK_MISMATCH_S * self.rate)
+        forward = ahead > limit
+        # A step back is never the network's doing: the sender's clock moved. Telephone events repeat
+        # the start of the key press as their timestamp, so only audio can tell a step back.
+        backward = kind == _AUDIO and timestamp < ref_timestamp and ahead < -limit
+        if forward or backward:
+            self.stats.timestamp_jumps += 1
+            stream.jump = _Jump(ref_sequence, ref_timestamp, sequence, timestamp, stream.offset)
+            # By arrival, as after a restart; but the numbering goes on, so no nearer to the reference
+            # than the packets numbered between them take: they may only be reordered behind this one.
+            # Capped as a restart's quiet is, so a long loss does not become a long silence.
+            between = min(
+                (sequence - ref_sequence) * self._packet_samples, round(MAX_RESTART_GAP_S * self.rate)
+            )
+            numbered = ref_timestamp + stream.offset + between
+            stream.offset = max(self._continuation(arrival), numbered) - timestamp
+        if kind == _AUDIO or timestamp > ref_timestamp:
+            # An event's repeated timestamps say nothing of the clock's progress; its first packet does.
+            stream.reference = (sequence, timestamp, arrival)
+        return stream.offset
+
+    def _spend(self, key: tuple[int, int], stream: _Stream, arrival: float) -> None:
+        """Hold ``key``'s place for a packet dropped and counted already, unless it is taken or gone."""
+        if key in self._buffer or key in self._recent_set or self._passed(key):
+            return
+        self._buffer[key] = _Buffered(stream, _SPENT, 0, arrival, b"")
         heapq.heappush(self._heap, key)
 
     def _stream_for(self, ssrc: int, arrival: float) -> _Stream:
@@ -280,6 +380,8 @@ class CallReceiver:
             self._recent_set.discard(self._recent[0])
         self._recent.append(key)
         self._recent_set.add(key)
+        if entry.kind == _SPENT:
+            return  # a placeholder: no position, no audio
         if self._origin is None:
             self._origin = entry.position
         stream = entry.stream
