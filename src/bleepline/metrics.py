@@ -45,6 +45,7 @@ class _CallCounts:
 
     packets: int = 0
     lost: int = 0
+    early_ms: int = 0  # audio ahead of the release clock by more than the delay line holds: dropped
     drops: Counter[str] = field(default_factory=Counter)
     sent: Counter[str] = field(default_factory=Counter)
     masked_s: dict[str, float] = field(default_factory=dict)
@@ -52,6 +53,7 @@ class _CallCounts:
     def add(self, status: CallStatus) -> None:
         self.packets += status.packets
         self.lost += status.drops.get("lost", 0)
+        self.early_ms += status.drops.get("early_audio_ms", 0)
         self.drops.update({k: v for k, v in status.drops.items() if k in DROP_REASONS})
         self.sent.update({k: v for k, v in status.sent.items() if k in LEGS})
         for reason, seconds in status.masked_s.items():
@@ -149,6 +151,12 @@ class MetricsCollector:
                 "RTP packets never received (sequence numbers skipped).",
                 running.lost,
             ),
+            one(
+                "bleepline_early_audio_seconds_total",
+                "counter",
+                "Audio that came further ahead of the release clock than the delay line holds: dropped.",
+                running.early_ms / 1000,
+            ),
             by(
                 "bleepline_packets_dropped_total",
                 "Packets dropped, by reason.",
@@ -229,7 +237,11 @@ class MetricsCollector:
                 )
         self._last = now
         total = _CallCounts(
-            self._gone.packets, self._gone.lost, Counter(self._gone.drops), Counter(self._gone.sent)
+            self._gone.packets,
+            self._gone.lost,
+            self._gone.early_ms,
+            Counter(self._gone.drops),
+            Counter(self._gone.sent),
         )
         for status in statuses:
             total.add(status)
