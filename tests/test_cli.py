@@ -387,13 +387,23 @@ def test_console_script_never_shows_a_traceback(tmp_path: Path) -> None:
 
 
 def test_demo_runs_the_main_job_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The live relay in-process, one fixture call sent into it in real time (about 20 s in all)."""
     code, out, err = run(capsys, "demo", "--out", tmp_path)
     assert code == 0, err
-    assert "the same length and timeline as the input" in out
-    assert "[CREDIT_CARD]" in out
+    assert "ended (bye)" in out  # the relay's own log line: the BYE ended the call
+    assert "the same length and timeline as the call" in out
+    assert "[PHONE_NUMBER]" in out
+    assert "bleepline serve --rtp-listen 127.0.0.1:40000 --codec pcmu" in out
+    assert "--to 127.0.0.1:40000" in out
     (run_dir,) = tmp_path.iterdir()
-    names = {p.name for p in run_dir.iterdir()}
-    assert {"keys", "card_kal_8k.bleep", "card_kal_8k.vtt", "card_kal_8k.redacted.wav"} <= names
+    (recording,) = (run_dir / "calls").glob("*.bleep")
+    call_id = recording.stem
+    names = {p.name for p in (run_dir / "calls").iterdir()}
+    assert names == {f"{call_id}.bleep", f"{call_id}.transcript.json", f"{call_id}.vtt"}
+    assert (run_dir / f"{call_id}.wav").exists()
+    assert (run_dir / "keys" / "identity.key").exists()
+    transcript = json.loads((run_dir / "calls" / f"{call_id}.transcript.json").read_text())
+    assert any(r["entity"] == "PHONE_NUMBER" for r in transcript["redactions"])
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bleepline import __version__
-from bleepline.commands import demo, keys, recordings, redact, serve
+from bleepline.commands import demo, keys, recordings, redact, send, serve
 from bleepline.errors import BleeplineError
 
 EXIT_ERROR = 1
@@ -56,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="live relay: redact RTP calls (static UDP port and/or HTTP control API)")
     serve.add_arguments(p)  # its own module: the flags mirror the config file's keys (bleepline.config)
     p.set_defaults(run=serve.run)
+
+    p = sub.add_parser(
+        "send",
+        help="test sender: play an audio file into a relay as one RTP call in real time, then RTCP BYE",
+        description="A test and convenience sender for trying `bleepline serve` without a PBX: streams "
+        "the file as 20 ms G.711 RTP packets in real time from one UDP socket, then sends an RTCP BYE "
+        "so the relay ends the call. Plain RTP only, no SDP: for a static-mode relay (--rtp-listen).",
+    )
+    send.add_arguments(p)
+    p.set_defaults(run=send.run)
 
     p = sub.add_parser("keygen", help="make a reviewer key pair: recipient.pub and identity.key")
     p.add_argument("--out", type=Path, required=True, help="directory to write the key pair into")

@@ -22,7 +22,7 @@ from typing import Any
 
 from bleepline.errors import BleeplineError
 from bleepline.redact.policy import MAX_DELAY_S
-from bleepline.server import DEFAULT_MAX_CALLS
+from bleepline.server import DEFAULT_MAX_CALLS, OVER_CAPACITY
 
 ENV_PREFIX = "BLEEPLINE_"
 #: The config file when ``--config`` is not given.
@@ -62,6 +62,8 @@ class ServeConfig:
     advertise: str | None = None
     rtp_ports: range = DEFAULT_RTP_PORTS
     max_calls: int = DEFAULT_MAX_CALLS
+    max_listening_calls: int | None = None  # None: LISTENING_CALLS_PER_CORE per core (server.py)
+    over_capacity: str = "refuse"
     idle_timeout: float = 10.0
     delay: float | None = None
     mask: str | None = None
@@ -278,6 +280,8 @@ _PARSERS: dict[str, Callable[[object, _Source], Any]] = {
     "advertise": _unicast_ip,
     "rtp_ports": _port_range,
     "max_calls": _count,
+    "max_listening_calls": _count,
+    "over_capacity": _choice(OVER_CAPACITY),
     "idle_timeout": _seconds,
     "codec": _choice(CODECS),
     "recipients": _paths,

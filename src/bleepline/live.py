@@ -135,6 +135,12 @@ class LiveCall:
             self.session.release_until(now - self._origin - self.session.policy.delay_s)
 
     @property
+    def backlog_s(self) -> float:
+        """Seconds of audio queued for the listener now: how far it is behind the media side."""
+        with self._lock:
+            return self._queued_samples / self.session.sample_rate
+
+    @property
     def stats(self) -> LiveStats:
         with self._lock:
             return LiveStats(**vars(self._stats))

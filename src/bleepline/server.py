@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -96,13 +97,34 @@ class ServerStats:
     stranger: int = 0  # RTCP from an address with no call: it could be a forged BYE
     after_end: int = 0  # packets of a call already ended
     refused: int = 0  # new sources past max_calls, or a call that could not be set up
+    refused_busy: int = 0  # of those: the recognizer was at capacity (over_capacity "refuse")
+    calls_unheard: int = 0  # taken while the recognizer was at capacity, all masked (over_capacity "mask")
     calls_started: int = 0
     calls_ended: int = 0
     reports: list[CallReport] = field(default_factory=list)
 
 
 class CallRefusedError(Exception):
-    """A negotiated call could not be set up: no port free in the range, too many calls, or stopping."""
+    """A negotiated call could not be set up: no port free in the range, too many calls, the recognizer
+    at capacity, or stopping."""
+
+
+#: What to do with a new call when the recognizer cannot take another: refuse it (503 on the control API,
+#: its packets dropped and counted in static mode), or take it unheard: recorded, every sample masked as
+#: unverified. Never taken and heard late, which would leak.
+OVER_CAPACITY = ("refuse", "mask")
+#: Calls the recognizer (Whisper tiny.en int8, one thread each) carries per CPU core in real time with
+#: no unverified masking: bench/capacity.py measured 8 on a 2-core machine, with the event loop's lag
+#: the first limit. ``max_listening_calls`` overrides it (a GPU host, a bigger model).
+LISTENING_CALLS_PER_CORE = 4
+#: A running call whose listener has this much audio queued is falling behind: no new call is heard.
+BUSY_BACKLOG_S = 0.5
+
+
+def default_listening_calls() -> int:
+    """Calls heard at once by default: ``LISTENING_CALLS_PER_CORE`` per CPU core this process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, LISTENING_CALLS_PER_CORE * cores)
 
 
 @dataclass
@@ -157,9 +179,15 @@ class RelayServer(asyncio.DatagramProtocol):
         models: dict[str, str],
         idle_timeout_s: float = 10.0,
         max_calls: int = DEFAULT_MAX_CALLS,
+        max_listening_calls: int | None = None,
+        over_capacity: str = "refuse",
     ) -> None:
         if codec.name not in STATIC_PAYLOAD_TYPES:
             raise ValueError(f"static mode takes PCMU or PCMA, not {codec.name}")
+        if over_capacity not in OVER_CAPACITY:
+            raise ValueError(
+                f"over_capacity must be one of {', '.join(OVER_CAPACITY)}, not {over_capacity!r}"
+            )
         self.codec = codec
         self.payload_type = STATIC_PAYLOAD_TYPES[codec.name]
         self.recipients = recipients
@@ -169,6 +197,10 @@ class RelayServer(asyncio.DatagramProtocol):
         self.models = models
         self.idle_timeout_s = idle_timeout_s
         self.max_calls = max_calls
+        self.max_listening_calls = (
+            max_listening_calls if max_listening_calls is not None else default_listening_calls()
+        )
+        self.over_capacity = over_capacity
         self.stats = ServerStats()
         self.local_address: tuple[str, int] | None = None
         self._calls: dict[CallKey, _Call] = {}
@@ -323,6 +355,9 @@ class RelayServer(asyncio.DatagramProtocol):
         if len(self._calls) >= self.max_calls:
             self.stats.refused += 1
             raise CallRefusedError("too many calls")
+        heard = self._admit()
+        if heard is None:
+            raise CallRefusedError("the recognizer is at capacity: no call could be heard in time now")
         holder: list[_Call] = []  # the endpoint exists before the call it feeds
 
         def on_packet(packet: RtpPacket, arrival: float) -> None:
@@ -379,7 +414,9 @@ class RelayServer(asyncio.DatagramProtocol):
         # SSRC -1 never occurs on the wire: this key can never collide with a static-mode call.
         key: CallKey = (endpoint.local_address, -1)
         sinks: list[AudioSink] = [] if leg is None else [leg]
-        call = self._start_call(key, self._loop.time(), receiver=receiver, source="control", sinks=sinks)
+        call = self._start_call(
+            key, self._loop.time(), receiver=receiver, source="control", sinks=sinks, heard=heard
+        )
         if call is None:
             endpoint.close()
             raise CallRefusedError("the call could not be recorded")
@@ -478,6 +515,27 @@ class RelayServer(asyncio.DatagramProtocol):
             await asyncio.gather(*pending, return_exceptions=True)
         return True
 
+    def recognizer_busy(self) -> bool:
+        """Whether the recognizer can hear no more calls now: ``max_listening_calls`` are being heard, or
+        a call's listener is falling behind (``BUSY_BACKLOG_S`` of audio queued)."""
+        heard = [call for call in self._calls.values() if call.live.session.listener is not None]
+        if len(heard) >= self.max_listening_calls:
+            return True
+        return any(call.live.backlog_s >= BUSY_BACKLOG_S for call in heard)
+
+    def _admit(self) -> bool | None:
+        """Whether a new call is heard (True), taken unheard (False), or refused (None, counted)."""
+        if len(self._calls) >= self.max_calls:
+            self.stats.refused += 1
+            return None
+        if not self.recognizer_busy():
+            return True
+        if self.over_capacity == "mask":
+            return False
+        self.stats.refused += 1
+        self.stats.refused_busy += 1
+        return None
+
     def _start_call(
         self,
         key: CallKey,
@@ -486,10 +544,12 @@ class RelayServer(asyncio.DatagramProtocol):
         receiver: CallReceiver | None = None,
         source: str = "serve",
         sinks: Sequence[AudioSink] = (),
+        heard: bool | None = None,
     ) -> _Call | None:
-        if len(self._calls) >= self.max_calls:
-            self.stats.refused += 1
-            return None
+        if heard is None:
+            heard = self._admit()
+            if heard is None:
+                return None
         # A UUID, never the caller's address: file names outlive the call and travel with the recording.
         call_id = str(uuid.uuid4())
         if receiver is None:
@@ -511,7 +571,9 @@ class RelayServer(asyncio.DatagramProtocol):
         session = CallSession(
             call_id,
             rate,
-            listener=self.listener_factory(rate),
+            # Unheard (the recognizer at capacity, over_capacity "mask"): nothing is ever cleared, so the
+            # whole call is masked as unverified. Recorded all the same: its length and timing are kept.
+            listener=self.listener_factory(rate) if heard else None,
             policy=self.policy,
             # The recording first: a redacted leg that fails must not keep audio from it.
             sinks=[writer, *sinks],
@@ -521,6 +583,9 @@ class RelayServer(asyncio.DatagramProtocol):
         call = _Call(call_id, key, receiver, LiveCall(session), writer, arrival, started=arrival)
         self._calls[key] = call
         self.stats.calls_started += 1
+        if not heard:
+            self.stats.calls_unheard += 1
+            log.warning("call %s: the recognizer is at capacity; the call is recorded all masked", call_id)
         # Never the caller's address: it identifies a person as much as what they say.
         if source == "serve":
             log.info("call %s: started (static port)", call_id)

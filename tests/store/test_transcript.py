@@ -98,6 +98,16 @@ def test_sentence_punctuation_after_a_replaced_word_is_kept() -> None:
     assert texts(result) == ["it is [CREDIT_CARD].", "Right"]
 
 
+def test_a_short_masked_pause_between_words_gets_no_placeholder_but_stays_listed() -> None:
+    words = spoken(("yes,", 0.0, 0.5), ("you", 0.7, 0.9), ("can", 0.9, 1.1), ("call", 2.0, 2.3))
+    pause = Redaction(0.5, 0.7, "PHONE_NUMBER", "cue", 0.8)  # masking kept in a pause, no word under it
+    lost = Redaction(1.1, 2.0, "PHONE_NUMBER", "cue", 0.8)  # long enough for a word the recognizer missed
+    keypad = Redaction(2.3, 2.4, "DTMF", "dtmf", 1.0, digits=1)
+    result = build(words, [pause, lost, keypad])
+    assert texts(result) == ["yes, you can [PHONE_NUMBER] call [DTMF]"]
+    assert len(result.redactions) == 3
+
+
 def test_a_word_only_partly_under_a_redaction_is_replaced_whole() -> None:
     words = spoken(("before", 0.0, 1.0), ("Zebulon", 1.0, 2.0), ("after", 2.0, 3.0))
     # Only the last 10 ms of the name are covered: Whisper's word edges are looser than that.

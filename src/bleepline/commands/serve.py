@@ -27,7 +27,7 @@ from bleepline.config import (
 from bleepline.control import make_app, start_control, tls_context
 from bleepline.errors import BleeplineError
 from bleepline.logs import configure_logging, remove_logging
-from bleepline.server import DEFAULT_MAX_CALLS, RelayServer
+from bleepline.server import DEFAULT_MAX_CALLS, LISTENING_CALLS_PER_CORE, OVER_CAPACITY, RelayServer
 from bleepline.speech.models import resolve_model
 from bleepline.store.keys import load_recipient
 
@@ -56,6 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"UDP ports for calls set up over the control API (default {DEFAULT_RTP_PORTS})",
     )
     add("--max-calls", metavar="N", help=f"calls at once; more are refused (default {DEFAULT_MAX_CALLS})")
+    add(
+        "--max-listening-calls",
+        metavar="N",
+        help=f"calls the recognizer hears at once (default {LISTENING_CALLS_PER_CORE} per CPU core)",
+    )
+    add(
+        "--over-capacity",
+        metavar="|".join(OVER_CAPACITY),
+        help="a call the recognizer cannot take: refused (default), or recorded all masked",
+    )
     add("--codec", metavar="|".join(CODEC_NAMES), help="the static-mode calls' audio codec")
     add(
         "--recipient",
@@ -96,6 +106,8 @@ _FLAG_KEYS = (
     "advertise",
     "rtp_ports",
     "max_calls",
+    "max_listening_calls",
+    "over_capacity",
     "codec",
     "recipients",
     "store",
@@ -135,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
             models=redactor.models,
             idle_timeout_s=config.idle_timeout,
             max_calls=config.max_calls,
+            max_listening_calls=config.max_listening_calls,
+            over_capacity=config.over_capacity,
         )
         asyncio.run(_serve(server, config))
     finally:

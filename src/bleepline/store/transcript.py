@@ -36,6 +36,11 @@ SOURCES = (FROM_ASR, FROM_CUE, FROM_DTMF, UNVERIFIED)
 NUMBER = "NUMBER"
 #: A word with this many digits in one run is replaced even when no redaction covers it.
 NUMBER_DIGITS = 4
+#: A PII redaction that touches no word gets a placeholder of its own only if it is at least this long:
+#: shorter ones are the pauses between words that masking kept (a value could have started in them),
+#: and "Yes, [PHONE_NUMBER] you can" would tell a reader something was said there. They stay in
+#: ``redactions``. Keypad and unverified stretches always show: audio was there.
+UNTOUCHED_MIN_S = 0.5
 #: A silence longer than this between words starts a new segment.
 PAUSE_S = 0.8
 #: No segment grows longer than this (unless one word or placeholder alone is longer).
@@ -340,7 +345,12 @@ def _tokens(words: Sequence[Word], redactions: Sequence[Redaction]) -> tuple[lis
             tokens.append(_Token(start, end, text, None, sentence_end))
     numbers += _replace_spread_numbers(tokens)
     # A DTMF run in silence or a stretch the recognizer never reached still shows where audio was masked.
-    tokens += [_Token(r.start, r.end, "", r.placeholder, False) for r in redactions if id(r) not in touched]
+    tokens += [
+        _Token(r.start, r.end, "", r.placeholder, False)
+        for r in redactions
+        if id(r) not in touched
+        and (r.source in (FROM_DTMF, UNVERIFIED) or r.end - r.start >= UNTOUCHED_MIN_S)
+    ]
     tokens.sort(key=lambda t: (t.start, t.end))
     return tokens, numbers
 
