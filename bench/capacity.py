@@ -94,6 +94,11 @@ def _percentiles(values: Sequence[float]) -> tuple[float, float, float]:
     return (float(np.percentile(array, 50)), float(np.percentile(array, 99)), float(array.max()))
 
 
+def _less(values: Sequence[float], by: float) -> tuple[float, float, float]:
+    low, high, top = values
+    return (low - by, high - by, top - by)
+
+
 def _generator(conn: Connection, fixture: str) -> None:
     """The child process: answers ``prepare``, ``run`` and ``quit`` messages from the parent."""
     payloads = _payloads(fixture)
@@ -179,12 +184,24 @@ def _send_calls(
         sock.sendto(RtcpBye((SSRC_BASE + i,)).serialize(), (LOCAL, relay_ports[i]))
     drain(time.monotonic() + tail_s)  # the redacted legs' last delay-worth of audio
     jitter: list[float] = []
-    for arrivals in legs.values():
+    behind: list[float] = []
+    call_of = {port: i for i, port in enumerate(relay_ports)}
+    for port, arrivals in legs.items():
         first_ts = arrivals[0][1]
         # Each packet against its place on the leg's own timeline; the earliest packet sets zero.
         offsets = [at - ((ts - first_ts) & 0xFFFFFFFF) / RATE for at, ts in arrivals]
         floor = min(offsets)
         jitter += [offset - floor for offset in offsets]
+        # How long after the caller sent a packet its audio came back on the redacted leg: the delay D,
+        # plus a packet's time (the audio is released once it is all there), plus what the relay adds.
+        # The leg starts at the call's first sample, which the caller's packet 0 carried.
+        call = call_of.get(port)
+        if call is None:
+            continue
+        for at, ts in arrivals:
+            k = round(((ts - first_ts) & 0xFFFFFFFF) / PACKET)
+            if 0 <= k < packets and sent_at[call, k]:
+                behind.append(at - sent_at[call, k])
     return {
         "sent": n * packets,
         "send_late": _percentiles(send_late),
@@ -192,6 +209,7 @@ def _send_calls(
         "through_ms": _percentiles(through),
         "redacted": sum(len(a) for a in legs.values()),
         "redacted_jitter_ms": _percentiles(jitter),
+        "redacted_behind_ms": _percentiles(behind),
     }
 
 
@@ -302,6 +320,7 @@ class Step:
     through_ms: tuple[float, float, float]
     through_missing: int
     jitter_ms: tuple[float, float, float]
+    behind_ms: tuple[float, float, float]  # redacted leg: caller's send to leg arrival, less the delay D
     redacted_missing: int
     drops: int
     rcvbuf_errors: int
@@ -334,6 +353,8 @@ def run_step(
             models=models,
             idle_timeout_s=30.0,
             max_calls=n + 1,
+            # Admission would refuse past its default; the point here is to find where it should be.
+            max_listening_calls=n + 1,
         )
         with Relay(server).running() as relay:
             generator.send(("prepare", n))
@@ -379,6 +400,7 @@ def run_step(
         through_ms=sent["through_ms"],
         through_missing=expected - int(sent["through"]),
         jitter_ms=sent["redacted_jitter_ms"],
+        behind_ms=_less(sent["redacted_behind_ms"], 1000 * policy.delay_s),
         redacted_missing=expected - int(sent["redacted"]),
         drops=drops,
         rcvbuf_errors=errors1 - errors0,
@@ -405,7 +427,8 @@ def run_step(
 
 HEADER = (
     f"{'mode':6} {'N':>3} {'relay CPU':>9} {'box CPU':>7} {'gen late':>8} {'loop lag p50/p99':>16} "
-    f"{'passthru p50/p99':>16} {'red. jitter p50/p99':>19} {'drops':>5} {'unverif s/call':>14} "
+    f"{'passthru p50/p99':>16} {'red. jitter p50/p99':>19} {'red. lag-D p50/p99':>18} {'drops':>5} "
+    f"{'unverif s/call':>14} "
     f"{'pii s/call':>10}  verdict"
 )
 
@@ -416,6 +439,7 @@ def show(step: Step) -> str:
         f"{step.send_late_p99_ms:>6.1f}ms {step.lag_ms[0]:>7.1f}/{step.lag_ms[1]:>5.1f}ms "
         f"{step.through_ms[0]:>7.2f}/{step.through_ms[1]:>5.2f}ms "
         f"{step.jitter_ms[0]:>9.1f}/{step.jitter_ms[1]:>6.1f}ms "
+        f"{step.behind_ms[0]:>8.1f}/{step.behind_ms[1]:>6.1f}ms "
         f"{step.drops + max(step.through_missing, 0):>5} {step.unverified_s:>14.2f} "
         f"{step.masked_pii_s:>10.2f}  " + ("ok" if step.ok else f"FAIL: {step.why}")
     )

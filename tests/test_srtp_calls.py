@@ -151,3 +151,42 @@ def test_an_srtp_answer_key_never_reaches_the_log(
     for key in (caller_key, relay_key):
         assert base64.b64encode(key).decode() not in caplog.text
         assert key.hex() not in caplog.text
+
+
+def test_an_srtp_caller_behind_nat_is_latched_on_its_first_authentic_packet(
+    tmp_path: Path, key_pair: tuple[Path, Path]
+) -> None:
+    pub, identity = key_pair
+    caller_key = secrets.token_bytes(30)
+    audio = sine(1.0, 8000, 440.0, 0.3)
+    encoder, decoder = encoder_for(PCMU), decoder_for(PCMU)
+    plain = [
+        RtpPacket(0, i, i * PACKET, SSRC, encoder.encode(audio[i * PACKET : (i + 1) * PACKET]))
+        for i in range(len(audio) // PACKET)
+    ]
+    outbound = session(caller_key, Policy.SSRC_ANY_OUTBOUND)
+    forger = session(secrets.token_bytes(30), Policy.SSRC_ANY_OUTBOUND)
+    with udp() as nat, udp() as stranger, relay(tmp_path, pub, ScriptedListener([], lag=0.1)) as (_, api):
+        # The offer names port 5000; NAT makes the packets come from another port altogether.
+        body = json.dumps({"sdp": savp_offer(5000, caller_key)}).encode()
+        status, headers, reply = request(api, "POST", "/v1/calls", body, JSON)
+        assert status == 201
+        relay_port = int(
+            next(line for line in reply.decode().splitlines() if line.startswith("m=")).split()[1]
+        )
+        # A stranger gets there first, with packets under a key of its own: they cannot latch.
+        for packet in plain[:5]:
+            stranger.sendto(forger.protect(packet.serialize()), ("127.0.0.1", relay_port))
+        began = time.monotonic()
+        for i, packet in enumerate(plain):
+            time.sleep(max(0.0, began + i * 0.02 - time.monotonic()))
+            nat.sendto(outbound.protect(packet.serialize()), ("127.0.0.1", relay_port))
+        time.sleep(DELAY_S + 0.3)
+        status, _, reply = request(api, "GET", headers["Location"], None, AUTH)
+        assert json.loads(reply)["packets"] == len(plain)
+        assert request(api, "DELETE", headers["Location"], None, AUTH)[0] == 204
+    call_id = headers["Location"].rsplit("/", 1)[1]
+    recording = decoded(tmp_path / "store" / f"{call_id}.bleep", tmp_path, identity)
+    sent = np.concatenate([decoder.decode(packet.payload) for packet in plain])
+    heard = len(sent) - 1600
+    assert np.array_equal(recording[:heard], sent[:heard])

@@ -328,8 +328,9 @@ class RelayServer(asyncio.DatagramProtocol):
     ) -> _Call:
         """Start a call set up by SDP: its own UDP port on ``host``, the first free one in ``ports``.
 
-        Only RTP from the offer's address and port is taken (no latching: the offer names the source,
-        and a latch would let whoever sends first own the call). Raises ``CallRefusedError`` if it cannot be.
+        Plain RTP is taken only from the offer's address and port (no latching: the offer names the
+        source, and a latch would let whoever sends first own the call); SRTP latches onto the first
+        packet that authenticates, wherever NAT made it come from. Raises ``CallRefusedError`` if it cannot be.
 
         ``passthrough``: every RTP datagram from the source is forwarded there first, byte for byte.
         ``redacted``: the call's released (masked) audio is sent there as RTP in the call's codec and
@@ -380,7 +381,10 @@ class RelayServer(asyncio.DatagramProtocol):
                     on_packet=on_packet,
                     on_bye=on_bye,
                     expected_source=negotiated.remote_rtp,
-                    latch=False,
+                    # SRTP: latch on the first packet that authenticates (NAT rewrites the offer's
+                    # address; only the key holder can send one). Plain RTP: the offer's address only,
+                    # since a latch would let whoever sends first own the call.
+                    latch=srtp is not None,
                     forward_to=legs["passthrough"],
                     srtp=None if srtp is None else srtp.inbound,
                     # Idle calls are ended by the tick, which knows the call; the endpoint's timer is moot.
