@@ -48,8 +48,8 @@ class RedactionPolicy:
     two never add up into a step); into silence, the original fades out. Edges out mirror edges in.
     """
 
-    # 3 s: on the evaluation calls no PII was audible from 3 s up, while 2.5 s let 0.2 % through, and
-    # left more provisional masking in place that 3 s has time to take back (bench/eval_redaction.py).
+    # 3 s: on the evaluation calls no PII was audible at any delay tested (1.5-5 s); 3 s is the shortest
+    # with no late mark and over-redaction near 5 % (8.6 % at 2.5 s): bench/eval_redaction.py.
     delay_s: float = 3.0
     mode: MaskMode = MaskMode.BEEP
     # Silence, not a beep: a beep should mean "personal data was here"; an outage of the recognizer (or a
