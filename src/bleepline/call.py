@@ -300,7 +300,7 @@ class CallSession:
                 keep.append((word.start - VALUE_WORD_GUARD_S, word.end + VALUE_WORD_GUARD_S))
             else:
                 keep.append((word.start, word.end))
-        for start, end in plain:
+        for start, end in _joined(plain):
             if end > released and start < until:
                 for gap in _uncovered(max(start, released), min(end, until), keep):
                     self.delay.withdraw(*gap)
@@ -392,6 +392,23 @@ class CallSession:
             if stretch.reason is MaskReason.UNVERIFIED
         ]
         return sorted(items, key=lambda r: r.start)
+
+
+#: Plain words closer than this are taken back with the gap between them: no word fits in it (the
+#: shortest spoken digits last about 0.2 s), so it is Whisper's loose word edges, not speech it missed.
+_WORD_JOIN_S = 0.1
+
+
+def _joined(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """``intervals`` with those that touch or nearly touch merged: plain words said back to back are taken
+    back in one piece, or a sliver of mask (and the fades around it) would stay at each word boundary."""
+    joined: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if joined and start <= joined[-1][1] + _WORD_JOIN_S:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return joined
 
 
 def _uncovered(start: float, end: float, covered: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
