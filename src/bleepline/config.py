@@ -73,6 +73,10 @@ class ServeConfig:
     allow_plain_rtp: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    webrtc: bool = True  # WHIP ingest and WHEP listening on the control API
+    ice_addresses: tuple[str, ...] | None = None  # None: every interface but loopback
+    ice_timeout: float = 15.0
+    demo: bool = False  # the browser demo page at /v1/demo
     control_token: str = field(default="", repr=False)
     metrics_token: str | None = field(default=None, repr=False)
 
@@ -266,6 +270,23 @@ def _bool(value: object, source: _Source) -> bool:
     raise _InvalidValueError(rule)
 
 
+def _addresses(value: object, source: _Source) -> tuple[str, ...]:
+    # Each becomes a host candidate in every WebRTC answer: literal unicast addresses only.
+    rule = (
+        "must be a list of literal IP addresses"
+        if source.kind == "file"
+        else "must be literal IP addresses separated by ','"
+    )
+    if isinstance(value, str) and source.text:
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple) or not value:
+        raise _InvalidValueError(rule)
+    try:
+        return tuple(_unicast_ip(item, source) for item in value)
+    except _InvalidValueError:
+        raise _InvalidValueError(rule) from None
+
+
 def _model(value: object, source: _Source) -> str:
     return _string(value, source, "must be a model name or a CTranslate2 directory")
 
@@ -294,11 +315,15 @@ _PARSERS: dict[str, Callable[[object, _Source], Any]] = {
     "allow_plain_rtp": _bool,
     "tls_cert": _path,
     "tls_key": _path,
+    "webrtc": _bool,
+    "ice_addresses": _addresses,
+    "ice_timeout": _seconds,
+    "demo": _bool,
 }
 KEYS = tuple(_PARSERS)
 
 #: Flags whose name is not the key's (``--recipient`` is given once per key).
-_FLAGS = {"recipients": "--recipient"}
+_FLAGS = {"recipients": "--recipient", "webrtc": "--no-webrtc"}
 
 #: Keys a config file might reach for that must stay out of it, and what to do instead.
 _SECRETS = {
@@ -419,6 +444,8 @@ def _complete(values: dict[str, Any], env: Mapping[str, str]) -> ServeConfig:
         raise BleeplineError(
             "HTTPS for the control API needs both tls_cert and tls_key (--tls-cert, --tls-key)"
         )
+    if values.get("demo") and not values.get("webrtc", True):
+        raise BleeplineError("the demo page publishes and listens over WebRTC: demo needs webrtc")
     if values.get("tls_cert") is not None and values.get("control") is None:
         raise BleeplineError("tls_cert and tls_key are for the control API: give --control as well")
     known = {f.name for f in fields(ServeConfig)}

@@ -1,7 +1,8 @@
 """The HTTP control API (aiohttp): calls set up by SDP offer/answer, listed, inspected and ended.
 
-Every endpoint wants ``Authorization: Bearer <token>``, except ``/healthz`` (open) and ``/metrics`` (the
-token, or a separate read-only metrics token); errors are one-line JSON, never a traceback.
+Every endpoint wants ``Authorization: Bearer <token>``, except ``/healthz`` (open), ``/metrics`` (the
+token, or a separate read-only metrics token) and a call's WHEP endpoint (its listener tokens too, see
+``bleepline.webrtc.routes``); errors are one-line JSON, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -22,6 +24,9 @@ from bleepline.metrics import MetricsCollector
 from bleepline.server import NEGOTIABLE_CODECS, CallRefusedError, RelayServer
 from bleepline.transport.sdp import SdpError, answer_direction, build_answer, negotiate, parse_offer
 from bleepline.transport.srtp import SRTP_SUITES, srtp_for_offer
+from bleepline.webrtc.demo import add_demo_route
+from bleepline.webrtc.gateway import WebRtcGateway
+from bleepline.webrtc.routes import Scope, add_webrtc_routes, listener_scope
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _auth_middleware(token: str, metrics_token: str | None = None) -> Middleware:
+def _auth_middleware(token: str, metrics_token: str | None = None, scope: Scope | None = None) -> Middleware:
     expected = f"Bearer {token}".encode()
     # A scraper gets a token of its own where one is configured: the control token also sets up and ends
     # calls, and a monitoring system's secrets are not guarded like the PBX's.
@@ -61,6 +66,13 @@ def _auth_middleware(token: str, metrics_token: str | None = None) -> Middleware
             allowed = allowed or hmac.compare_digest(given, metrics_expected)
         # /metrics otherwise wants the control token: its counters hold no content, but call volumes
         # and refusals are still the operator's business, not anyone's who can reach the port.
+        if not allowed and scope is not None:
+            # A listener token opens its own call's WHEP endpoint and nothing else: held out of scope,
+            # it is refused as such (403), not as no token at all.
+            verdict = scope(request, given)
+            if verdict is False:
+                return _error(403, "a listener token opens only its own call's WHEP endpoint")
+            allowed = verdict is True
         if not allowed:
             return _error(401, "authorization required", {"WWW-Authenticate": "Bearer"})
         try:
@@ -278,6 +290,8 @@ def make_app(
     advertise: str | None = None,
     metrics_token: str | None = None,
     allow_plain_rtp: bool = False,
+    demo: bool = False,
+    webrtc: WebRtcGateway | Literal[False] | None = None,
 ) -> web.Application:
     """The control API for ``server``; calls get a UDP port on ``rtp_host`` from ``rtp_ports``.
 
@@ -285,11 +299,15 @@ def make_app(
     (a wildcard bind, or NAT); by default the bound address. ``GET /healthz`` needs no token;
     ``GET /metrics`` takes ``token`` or, where given, ``metrics_token`` (which opens nothing else).
     Offers of SRTP (RTP/SAVP with SDES keys) are always taken; plain RTP only with ``allow_plain_rtp``.
+    WHIP and WHEP (``bleepline.webrtc.routes``) are served by ``webrtc``: None for a gateway with the
+    default options, False for none.
     """
     if not token:
         raise ValueError("the control API needs a non-empty token")
+    gateway = WebRtcGateway(server) if webrtc is None else webrtc or None
+    scope = None if gateway is None else listener_scope(gateway)
     app = web.Application(
-        middlewares=[_auth_middleware(token, metrics_token)], client_max_size=MAX_BODY_BYTES
+        middlewares=[_auth_middleware(token, metrics_token, scope)], client_max_size=MAX_BODY_BYTES
     )
     app[_SERVER_KEY] = server
     app[_METRICS_KEY] = MetricsCollector(server)
@@ -305,6 +323,10 @@ def make_app(
     app.router.add_delete("/v1/calls/{call_id}", _delete_call)
     app.router.add_get(HEALTH_PATH, _healthz)
     app.router.add_get(METRICS_PATH, _metrics)
+    if gateway is not None:
+        add_webrtc_routes(app, gateway)
+    if demo:  # the browser page at /v1/demo (no token to load it); off unless asked for
+        add_demo_route(app)
     return app
 
 

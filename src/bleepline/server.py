@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bleepline.audio.codecs import OPUS, PCMA, PCMU, CodecSpec
 from bleepline.call import AudioSink, CallReport, CallSession, Listener
@@ -24,9 +24,10 @@ from bleepline.redact.policy import RedactionPolicy
 from bleepline.store.keys import RecipientKey
 from bleepline.store.recording import RecordingWriter
 from bleepline.store.transcript import TranscriptBuilder, write_transcript
+from bleepline.timeline import AudioChunk
 from bleepline.transport.endpoint import MAX_DATAGRAM_BYTES, RtpEndpoint, open_endpoint
 from bleepline.transport.errors import MalformedPacketError
-from bleepline.transport.receiver import CallReceiver
+from bleepline.transport.receiver import CallReceiver, ReceiverStats
 from bleepline.transport.rtp import RtcpBye, RtpPacket, is_rtcp, parse_rtcp, parse_rtp
 from bleepline.transport.sdp import Codec, Negotiated
 from bleepline.transport.sender import PacedLeg, RtpLegSender
@@ -127,11 +128,28 @@ def default_listening_calls() -> int:
     return max(1, LISTENING_CALLS_PER_CORE * cores)
 
 
+class MediaSource(Protocol):
+    """What the tick polls a call's audio from: a ``CallReceiver`` (RTP), or a WebRTC track's frames
+    (``bleepline.webrtc.ingest.FrameReceiver``). Chunks come out contiguous, starting at sample 0."""
+
+    codec: CodecSpec
+    stats: ReceiverStats
+
+    def poll(self, now: float) -> list[AudioChunk]: ...
+
+    def flush(self) -> list[AudioChunk]: ...
+
+    def take_keypresses(self) -> list[tuple[float, float]]: ...
+
+    @property
+    def keypress_active_since(self) -> float | None: ...
+
+
 @dataclass
 class _Call:
     call_id: str
     key: CallKey
-    receiver: CallReceiver
+    receiver: MediaSource
     live: LiveCall
     writer: RecordingWriter
     last_activity: float
@@ -142,6 +160,9 @@ class _Call:
     leg: PacedLeg | None = None  # the redacted leg, sent from ``endpoint``
     leg_rtcp: tuple[str, int] | None = None  # where the redacted leg's RTCP BYE goes
     srtp: SrtpContexts | None = None  # the call's SRTP keys (never logged: see their repr)
+    # Told the reason once the call starts ending (WebRTC sessions close their peer connections, listener
+    # tokens expire); called on the loop, never allowed to break the ending.
+    on_end: list[Callable[[str], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -209,6 +230,7 @@ class RelayServer(asyncio.DatagramProtocol):
         self._finishing: set[asyncio.Task[None]] = set()
         # Negotiated calls by id, ended ones included, so the control API can report on them afterwards.
         self._negotiated: dict[str, _Call] = {}
+        self._webrtc_serial = 0  # numbers WebRTC calls' keys
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stopping = False
@@ -299,7 +321,8 @@ class RelayServer(asyncio.DatagramProtocol):
                 return
         self.stats.rtp += 1
         call.last_activity = arrival
-        call.receiver.receive(packet, arrival)
+        if isinstance(call.receiver, CallReceiver):  # always: a call keyed by a source address is RTP
+            call.receiver.receive(packet, arrival)
 
     def _rtcp(self, data: bytes, source: tuple[str, int]) -> None:
         # Only a source with a call may send RTCP: anyone else's BYE could be forged to cut a call short.
@@ -330,7 +353,8 @@ class RelayServer(asyncio.DatagramProtocol):
 
         Plain RTP is taken only from the offer's address and port (no latching: the offer names the
         source, and a latch would let whoever sends first own the call); SRTP latches onto the first
-        packet that authenticates, wherever NAT made it come from. Raises ``CallRefusedError`` if it cannot be.
+        packet that authenticates, wherever NAT made it come from. Raises ``CallRefusedError`` if it
+        cannot be.
 
         ``passthrough``: every RTP datagram from the source is forwarded there first, byte for byte.
         ``redacted``: the call's released (masked) audio is sent there as RTP in the call's codec and
@@ -366,7 +390,8 @@ class RelayServer(asyncio.DatagramProtocol):
             # in after the end is not the call's any more.
             if holder and holder[0].state == "active":
                 holder[0].last_activity = arrival
-                holder[0].receiver.receive(packet, arrival)
+                if isinstance(holder[0].receiver, CallReceiver):  # always: this call is RTP
+                    holder[0].receiver.receive(packet, arrival)
 
         def on_bye() -> None:
             if holder:
@@ -519,6 +544,72 @@ class RelayServer(asyncio.DatagramProtocol):
             await asyncio.gather(*pending, return_exceptions=True)
         return True
 
+    # -- WebRTC calls and extra sinks (bleepline.webrtc) ---------------------------------------------------
+
+    def start_webrtc_call(self, receiver: MediaSource) -> _Call:
+        """Start a call fed by a WebRTC track's frames (``receiver``), through the same admission,
+        recording, transcript and tick as every other call; listed and ended like a negotiated call.
+
+        Raises ``CallRefusedError`` (stopping, too many calls, the recognizer at capacity, no recording).
+        The caller feeds ``receiver`` and keeps ``last_activity`` up to date: the idle timeout applies.
+        """
+        if self._stopping or self._loop is None:
+            raise CallRefusedError("the relay is stopping")
+        if len(self._calls) >= self.max_calls:
+            self.stats.refused += 1
+            raise CallRefusedError("too many calls")
+        heard = self._admit()
+        if heard is None:
+            raise CallRefusedError("the recognizer is at capacity: no call could be heard in time now")
+        self._webrtc_serial += 1
+        # "webrtc" is no address a datagram comes from: the key collides with no RTP call.
+        key: CallKey = (("webrtc", self._webrtc_serial), -1)
+        call = self._start_call(key, self._loop.time(), receiver=receiver, source="whip", heard=heard)
+        if call is None:
+            raise CallRefusedError("the call could not be recorded")
+        self._negotiated[call.call_id] = call
+        return call
+
+    async def end_webrtc_call(self, call_id: str, why: str) -> bool:
+        """End a call (any negotiated one) for ``why`` and wait until its recording and transcript are
+        finalised; False for an id that is not one. An ending or ended call is waited for, not ended twice."""
+        call = self._negotiated.get(call_id)
+        if call is None:
+            return False
+        self._end_call(call, why)
+        pending = [task for task in self._finishing if task.get_name() == f"finish-{call_id}"]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return True
+
+    def running_call(self, call_id: str) -> _Call | None:
+        """A negotiated or WebRTC call that is still running (not ending); None otherwise."""
+        call = self._negotiated.get(call_id)
+        return call if call is not None and call.state == "active" else None
+
+    def add_sink(self, call_id: str, sink: AudioSink, on_end: Callable[[str], None] | None = None) -> bool:
+        """Send a running call's released (redacted) audio to ``sink`` too, from the next release on:
+        never anything released before. ``on_end`` is told when the call starts ending. False if the
+        call is not running. ``sink.write`` must be quick and never raise (a ``CallSession`` sink)."""
+        call = self.running_call(call_id)
+        if call is None:
+            return False
+        session = call.live.session
+        # A new list, swapped in whole: the release (the tick here, or the end's drain on a worker
+        # thread) iterates whichever list it took, never one changing under it.
+        session.sinks = [*session.sinks, sink]
+        if on_end is not None:
+            call.on_end.append(on_end)
+        return True
+
+    def remove_sink(self, call_id: str, sink: AudioSink) -> None:
+        """Stop sending a call's released audio to ``sink`` (added by ``add_sink``); the recording stays."""
+        call = self._negotiated.get(call_id)
+        if call is None:
+            return
+        session = call.live.session
+        session.sinks = [s for s in session.sinks if s is not sink]
+
     def recognizer_busy(self) -> bool:
         """Whether the recognizer can hear no more calls now: ``max_listening_calls`` are being heard, or
         a call's listener is falling behind (``BUSY_BACKLOG_S`` of audio queued)."""
@@ -545,7 +636,7 @@ class RelayServer(asyncio.DatagramProtocol):
         key: CallKey,
         arrival: float,
         *,
-        receiver: CallReceiver | None = None,
+        receiver: MediaSource | None = None,
         source: str = "serve",
         sinks: Sequence[AudioSink] = (),
         heard: bool | None = None,
@@ -593,6 +684,8 @@ class RelayServer(asyncio.DatagramProtocol):
         # Never the caller's address: it identifies a person as much as what they say.
         if source == "serve":
             log.info("call %s: started (static port)", call_id)
+        elif source == "whip":
+            log.info("call %s: started (WebRTC, WHIP)", call_id)
         else:  # the key holds the relay's own port, not a source
             log.info("call %s: started on port %d", call_id, key[0][1])
         return call
@@ -625,6 +718,11 @@ class RelayServer(asyncio.DatagramProtocol):
         if self._calls.pop(call.key, None) is None:
             return
         call.state = "ending"
+        for told in call.on_end:
+            try:
+                told(why)
+            except Exception as exc:  # a watcher's bug must not keep the recording from being finalised
+                log.error("call %s: end watcher failed (%s)", call.call_id, type(exc).__name__)
         if call.endpoint is None:
             self._ended.add(call.key)
         elif call.leg is None:

@@ -63,3 +63,10 @@ def test_a_word_nobody_knows_is_unknown_and_never_plain() -> None:
 def test_might_be_value_needs_no_context() -> None:
     assert might_be_value(Word(0, 1, "someone@example.com"), None)
     assert not might_be_value(Word(0, 1, "hello"), None)
+
+
+def test_an_everyday_word_beside_a_digit_may_be_a_misheard_digit() -> None:
+    # Whisper wrote the "two" of "... on two, five, five" as "I'm" on a live call.
+    assert kinds("call me on I'm 5, 5") == [P, P, P, U, V, V]
+    assert kinds("my number is 5 5 5 thanks") == [P, P, P, V, V, V, P]  # fillers and thanks stay plain
+    assert kinds("I'm ringing about it") == [P, U, P, P]  # nowhere near a value: "I'm" is plain

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Literal
 
 from bleepline.audio.codecs import PCMA, PCMU
 from bleepline.commands.redact import Redactor, output_directory, policy_from_args
@@ -30,6 +31,7 @@ from bleepline.logs import configure_logging, remove_logging
 from bleepline.server import DEFAULT_MAX_CALLS, LISTENING_CALLS_PER_CORE, OVER_CAPACITY, RelayServer
 from bleepline.speech.models import resolve_model
 from bleepline.store.keys import load_recipient
+from bleepline.webrtc.gateway import WebRtcGateway, WebRtcOptions
 
 CODECS = {"pcmu": PCMU, "pcma": PCMA}  # by the names bleepline.config accepts
 
@@ -94,6 +96,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--tls-cert", type=Path, metavar="PEM", help="serve the control API over HTTPS with this certificate")
     add("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
+    add(
+        "--no-webrtc",
+        dest="webrtc",
+        action="store_const",
+        const="false",
+        help="no WHIP ingest nor WHEP listening on the control API (default: on)",
+    )
+    add("--ice-addresses", metavar="IP,...", help="the only host addresses WebRTC offers ICE (default: all)")
+    add("--ice-timeout", metavar="S", help="give up a WebRTC peer not connected by then (default 15)")
+    add("--demo", action="store_const", const="true", help="serve the browser demo page at /v1/demo")
 
 
 #: The flags' destinations that are config keys (all but --config).
@@ -120,6 +132,10 @@ _FLAG_KEYS = (
     "allow_plain_rtp",
     "tls_cert",
     "tls_key",
+    "webrtc",
+    "ice_addresses",
+    "ice_timeout",
+    "demo",
 )
 
 
@@ -169,6 +185,13 @@ async def _serve(server: RelayServer, config: ServeConfig) -> None:
     runner = None
     control, rtp_host = config.control, config.rtp_bind_host
     if control is not None and rtp_host is not None:
+        webrtc: WebRtcGateway | Literal[False] = (
+            WebRtcGateway(
+                server, WebRtcOptions(ice_addresses=config.ice_addresses, ice_timeout_s=config.ice_timeout)
+            )
+            if config.webrtc
+            else False
+        )
         app = make_app(
             server,
             token=config.control_token,
@@ -177,6 +200,8 @@ async def _serve(server: RelayServer, config: ServeConfig) -> None:
             advertise=config.advertise,
             metrics_token=config.metrics_token,
             allow_plain_rtp=config.allow_plain_rtp,
+            demo=config.demo,
+            webrtc=webrtc,
         )
         tls = None
         if config.tls_cert is not None and config.tls_key is not None:
@@ -191,7 +216,13 @@ async def _serve(server: RelayServer, config: ServeConfig) -> None:
                 f"cannot listen on {control[0]}:{control[1]}: {exc.strerror or exc}"
             ) from None
         scheme = "https" if tls is not None else "http"
-        log.info("control API on %s://%s:%d/v1/calls", scheme, *bound)
+        # One line (operators' tooling reads it): WHIP and WHEP, when on, share the port.
+        log.info(
+            "control API on %s://%s:%d/v1/calls%s",
+            scheme,
+            *bound,
+            " (and WebRTC: /v1/whip)" if webrtc else "",
+        )
     host, port = config.rtp_listen if config.rtp_listen is not None else (None, 0)
     try:
         await server.run(host, port)

@@ -93,7 +93,37 @@ def classify(words: Sequence[Word]) -> list[Talk]:
             kinds.append(Talk.VALUE)
         else:
             kinds.append(_plain_or_unknown(word))
+    # Beside a value, Whisper writes a misheard digit as an everyday word ("I'm" for "two" before "5"):
+    # there only fillers and cue words ("my number is 5...") stay plain.
+    for index, word in enumerate(words):
+        if kinds[index] is Talk.PLAIN and _beside_value(words, kinds, index) and not _filler(word):
+            kinds[index] = Talk.UNKNOWN
     return kinds
+
+
+#: A word this close to a value word is beside it.
+_BESIDE_S = 0.5
+
+
+def _beside_value(words: Sequence[Word], kinds: Sequence[Talk], index: int) -> bool:
+    word = words[index]
+    before = index > 0 and kinds[index - 1] is Talk.VALUE and word.start - words[index - 1].end <= _BESIDE_S
+    after = (
+        index + 1 < len(words)
+        and kinds[index + 1] is Talk.VALUE
+        and words[index + 1].start - word.end <= _BESIDE_S
+    )
+    return before or after
+
+
+@functools.cache
+def _fillers() -> frozenset[str]:
+    cue_words = {word for rule in RULES for phrase in rule.phrases for word in re.findall(r"[a-z]+", phrase)}
+    return frozenset(FILLERS) | frozenset(cue_words) | word_set("and then thanks thank great perfect")
+
+
+def _filler(word: Word) -> bool:
+    return _bare(word) in _fillers()
 
 
 def _plain_or_unknown(word: Word) -> Talk:
