@@ -49,7 +49,7 @@ class RedactionPolicy:
     """
 
     # 3 s: on the evaluation calls no PII was audible at any delay tested (1.5-5 s); 3 s is the shortest
-    # with no late mark and over-redaction near 5 % (8.3 % at 2.5 s): bench/eval_redaction.py.
+    # with no late mark and over-redaction near 5 % (8.6 % at 2.5 s): bench/eval_redaction.py.
     delay_s: float = 3.0
     mode: MaskMode = MaskMode.BEEP
     # Silence, not a beep: a beep should mean "personal data was here"; an outage of the recognizer (or a
