@@ -179,6 +179,27 @@ class CallStatus:
     sent: dict[str, int] = field(default_factory=dict)
 
 
+def _drops(call: _Call) -> dict[str, int]:
+    """A call's drops by reason: its receive path's, its own port's (negotiated calls), and audio that got
+    further ahead of the release clock than the delay line holds."""
+    rs = call.receiver.stats
+    drops = {
+        "lost": rs.lost,
+        "duplicates": rs.duplicates,
+        "late": rs.late,
+        "decode_errors": rs.decode_errors,
+        "unknown_payload_type": rs.unknown_payload_type,
+        "stray": rs.stray,
+    }
+    if call.endpoint is not None:
+        es = call.endpoint.stats
+        drops["stranger"] = es.stranger
+        drops["oversize"] = es.oversize
+        drops["malformed"] = sum(es.malformed.values())
+    drops["early_audio_ms"] = _early_audio_ms(call)
+    return drops
+
+
 def _early_audio_ms(call: _Call) -> int:
     """Milliseconds of the call's audio dropped as early by its delay line: a drop count like the others
     (whole numbers, whatever the codec's rate), so a timeline run ahead of the release clock shows."""
@@ -495,21 +516,7 @@ class RelayServer(asyncio.DatagramProtocol):
         if call is None:
             return None
         rs = call.receiver.stats
-        drops = {
-            "lost": rs.lost,
-            "duplicates": rs.duplicates,
-            "late": rs.late,
-            "decode_errors": rs.decode_errors,
-            "unknown_payload_type": rs.unknown_payload_type,
-            "stray": rs.stray,
-        }
-        if call.endpoint is not None:
-            es = call.endpoint.stats
-            drops["stranger"] = es.stranger
-            drops["oversize"] = es.oversize
-            drops["malformed"] = sum(es.malformed.values())
-        # Audio that got further ahead of the release clock than the delay line holds: dropped there.
-        drops["early_audio_ms"] = _early_audio_ms(call)
+        drops = _drops(call)
         report = call.report
         if report is not None:
             duration = report.duration
@@ -821,21 +828,7 @@ class RelayServer(asyncio.DatagramProtocol):
         statuses = []
         for call in list(self._calls.values()):
             rs = call.receiver.stats
-            # The same drop reasons as ``negotiated_status``, which only knows negotiated calls.
-            drops = {
-                "lost": rs.lost,
-                "duplicates": rs.duplicates,
-                "late": rs.late,
-                "decode_errors": rs.decode_errors,
-                "unknown_payload_type": rs.unknown_payload_type,
-                "stray": rs.stray,
-            }
-            if call.endpoint is not None:
-                es = call.endpoint.stats
-                drops["stranger"] = es.stranger
-                drops["oversize"] = es.oversize
-                drops["malformed"] = sum(es.malformed.values())
-            drops["early_audio_ms"] = _early_audio_ms(call)
+            drops = _drops(call)
             delay = call.live.session.delay.stats
             masked = dict(delay.masked_samples)  # a copy first: the listener's thread may add to it
             now = self._loop.time() if self._loop is not None else call.started
