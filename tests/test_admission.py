@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.harness import request
 from tests.test_call import ScriptedListener
-from tests.test_control import AUTH, SDP, offer, request
+from tests.test_control import AUTH, SDP, offer
 from tests.test_legs import relay
 from tests.test_serve import decoded, packets, send_paced, udp, wait_for
 

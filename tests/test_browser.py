@@ -38,15 +38,15 @@ from bleepline.control import make_app, start_control
 from bleepline.redact.policy import RedactionPolicy
 from bleepline.server import RelayServer
 from bleepline.store.keys import Identity, load_recipient, write_key_pair
-from bleepline.webrtc.gateway import WebRtcGateway, WebRtcOptions
+from bleepline.webrtc.gateway import WebRtcOptions
+from tests.harness import make_server, request, serving
+from tests.speech_frames import FRAME_S, SPEECH_DBFS, Frames
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
 CALL = "phone_awb_8k"
 TOKEN = "browser-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DEMO = "/v1/demo"
-FRAME_S = 0.02
-SPEECH_DBFS = -45.0
 #: A frame closer than this to the reference (error relative to its level) is the original, heard; masked
 #: frames (beep or silence) are >= 0.9. Opus from the browser, decoded by the relay: not sample-exact.
 INTACT = 0.6
@@ -109,26 +109,10 @@ def fetch_page(demo: bool, store: Path, recipient: Path) -> dict[str, tuple[int,
             ("get with token", "GET", AUTH),
             ("post", "POST", {}),
         ]:
-            answers[name] = http_request(address, method, DEMO, headers=headers)
+            answers[name] = request(address, method, DEMO, headers=headers, timeout=60)
         return answers
 
     return asyncio.run(main())
-
-
-def http_request(
-    address: tuple[str, int],
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection(*address, timeout=60)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
 
 
 def test_the_demo_page_is_off_unless_enabled(tmp_path: Path, key_pair: tuple[Path, Path]) -> None:
@@ -178,50 +162,13 @@ def relay(
     store = tmp_path_factory.mktemp("store")
     policy = RedactionPolicy()
     redactor = Redactor([load_recipient(keys[0])], policy, resolve_model())
-    server = RelayServer(
-        codec=PCMU,
-        recipients=[load_recipient(keys[0])],
-        store=store,
-        policy=policy,
-        listener_factory=redactor.listener,
-        models=redactor.models,
-        idle_timeout_s=10.0,
+    server = make_server(
+        store, keys[0], redactor.listener, policy=policy, models=redactor.models, idle_timeout_s=10.0
     )
-    ready = threading.Event()
-    address: list[tuple[str, int]] = []
-    failure: list[BaseException] = []
-
-    async def main() -> None:
-        # ICE on loopback only: the test's browsers are on this machine, and nothing else should reach it.
-        gateway = WebRtcGateway(server, WebRtcOptions(ice_addresses=("127.0.0.1",)))
-        app = make_app(
-            server, token=TOKEN, rtp_host="127.0.0.1", rtp_ports=range(0), demo=True, webrtc=gateway
-        )
-        runner, bound = await start_control(app, "127.0.0.1", 0)
-        address.append(bound)
-        try:
-            asyncio.get_running_loop().call_soon(ready.set)
-            await server.run(None)
-        finally:
-            await runner.cleanup()
-
-    def thread_main() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # shown by the test, not lost in the thread
-            failure.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=thread_main, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    assert not failure, failure
-    try:
-        yield server, address[0], store
-    finally:
-        server.stop()
-        thread.join(60)
-        assert not failure, failure
+    # ICE on loopback only: the test's browsers are on this machine, and nothing else should reach it.
+    options = WebRtcOptions(ice_addresses=("127.0.0.1",))
+    with serving(server, token=TOKEN, demo=True, webrtc=options, ready_timeout=30, join_timeout=60) as api:
+        yield server, api, store
 
 
 class Uploads:
@@ -347,7 +294,7 @@ def decode_mono(data: bytes, rate: int, work: Path) -> np.ndarray:
 
 
 def json_get(address: tuple[str, int], path: str) -> Any:
-    status, _, body = http_request(address, "GET", path, headers=AUTH)
+    status, _, body = request(address, "GET", path, headers=AUTH, timeout=60)
     assert status == 200, body
     return json.loads(body)
 
@@ -403,7 +350,7 @@ def browser_call(
         browsers.append(publisher)
         call_id = wait_for_call(address, publisher)
         started = time.monotonic()
-        status, _, body = http_request(address, "POST", f"/v1/calls/{call_id}/listeners", headers=AUTH)
+        status, _, body = request(address, "POST", f"/v1/calls/{call_id}/listeners", headers=AUTH, timeout=60)
         assert status == 201, body
         listener = json.loads(body)
         assert listener["whep"] == f"/v1/calls/{call_id}/whep"
@@ -423,7 +370,7 @@ def browser_call(
         # call is up); the relay releases it D later. Hang up after that, with a margin.
         time.sleep(max(0.0, started + fixture_s + delay_s + 2.0 - time.monotonic()))
         call_status = json_get(address, f"/v1/calls/{call_id}")
-        status, _, body = http_request(address, "DELETE", f"/v1/whip/{call_id}", headers=AUTH)
+        status, _, body = request(address, "DELETE", f"/v1/whip/{call_id}", headers=AUTH, timeout=60)
         assert status == 204, body
         up_s = time.monotonic() - started
         if not uploads.arrived.wait(record_s + 30):
@@ -491,26 +438,6 @@ def shifted(signal_: np.ndarray, lag: int, length: int) -> np.ndarray:
     if stop > start:
         out[start:stop] = signal_[start + lag : stop + lag]
     return out
-
-
-@dataclass
-class Frames:
-    speech: np.ndarray  # the reference has speech in the frame
-    error: np.ndarray  # rms(output - reference) / rms(reference), per frame; NaN where output has nothing
-
-    @classmethod
-    def compare(cls, reference_: np.ndarray, output: np.ndarray, rate: int) -> Frames:
-        size = int(rate * FRAME_S)
-        count = min(len(reference_), len(output)) // size
-        a = reference_[: count * size].reshape(count, size).astype(np.float64)
-        b = output[: count * size].reshape(count, size).astype(np.float64)
-        rms = np.sqrt(np.mean(a * a, axis=1))
-        speech = 20 * np.log10(np.maximum(rms, 1e-9) / 32768) > SPEECH_DBFS
-        error = np.sqrt(np.mean((b - a) ** 2, axis=1)) / np.maximum(rms, 1e-9)
-        return cls(speech, error)
-
-    def frames(self, start: float, end: float) -> slice:
-        return slice(int(start / FRAME_S), int(np.ceil(end / FRAME_S)))
 
 
 def check_digits_masked(frames: Frames, what: str) -> int:

@@ -4,9 +4,7 @@ a .bleep file, and missing tokens, hostile bodies and unknown ids get one-line J
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import http.client
 import json
 import socket
 import threading
@@ -20,12 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bleepline.audio.codecs import PCMU
-from bleepline.control import make_app, start_control
-from bleepline.redact.policy import RedactionPolicy
 from bleepline.server import RelayServer
-from bleepline.store.keys import load_recipient
 from bleepline.transport.sdp import parse_offer
+from tests.harness import make_server, request, sdp_offer, serving
 from tests.test_serve import decoded, packets, send_paced, udp, wait_for
 
 TOKEN = "s3cret-token"
@@ -45,86 +40,17 @@ def relay(
     tmp_path: Path, pub: Path, ports: range, *, allow_plain_rtp: bool = True
 ) -> Iterator[tuple[RelayServer, tuple[str, int]]]:
     """The server (no static port) and its control API on one loop in a thread; all closed on the way out."""
-    store = tmp_path / "store"
-    store.mkdir()
-    server = RelayServer(
-        codec=PCMU,
-        recipients=[load_recipient(pub)],
-        store=store,
-        policy=RedactionPolicy(),
-        listener_factory=lambda rate: None,  # unheard: everything masked, and fast
-        models={"asr": "test", "pii": "test"},
-        idle_timeout_s=5.0,
-    )
-    ready = threading.Event()
-    address: list[tuple[str, int]] = []
-    failure: list[BaseException] = []
-
-    async def main() -> None:
-        app = make_app(
-            server, token=TOKEN, rtp_host="127.0.0.1", rtp_ports=ports, allow_plain_rtp=allow_plain_rtp
-        )
-        runner, bound = await start_control(app, "127.0.0.1", 0)
-        address.append(bound)
-        try:
-            # Runs once server.run has set up its stop event (it does not await before that without a port).
-            asyncio.get_running_loop().call_soon(ready.set)
-            await server.run(None)
-        finally:
-            await runner.cleanup()
-
-    def thread_main() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # shown by the test, not lost in the thread
-            failure.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=thread_main, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    assert not failure, failure
-    try:
-        yield server, address[0]
-    finally:
-        server.stop()
-        thread.join(20)
-        assert not thread.is_alive()
-        assert not failure, failure
-
-
-def request(
-    address: tuple[str, int],
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection(*address, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
+    server = make_server(tmp_path / "store", pub)  # unheard: everything masked, and fast
+    with serving(server, token=TOKEN, rtp_ports=ports, allow_plain_rtp=allow_plain_rtp) as api:
+        yield server, api
 
 
 def offer(port: int, protocol: str = "RTP/AVP", kind: str = "audio") -> bytes:
-    lines = [
-        "v=0",
-        "o=- 1 1 IN IP4 127.0.0.1",
-        "s=-",
-        "c=IN IP4 127.0.0.1",
-        "t=0 0",
-        f"m={kind} {port} {protocol} 0 101",
-        "a=rtpmap:101 telephone-event/8000",
-        "a=fmtp:101 0-16",
-        "a=sendrecv",
-    ]
+    attributes = ["a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16", "a=sendrecv"]
     if protocol == "RTP/SAVP":
         key = base64.b64encode(bytes(range(30))).decode()
-        lines.append(f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}")
-    return ("\r\n".join(lines) + "\r\n").encode()
+        attributes.append(f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}")
+    return sdp_offer(f"{kind} {port} {protocol} 0 101", *attributes).encode()
 
 
 SDP = {"Content-Type": "application/sdp", **AUTH}

@@ -8,7 +8,6 @@ No Whisper here: the listener is scripted (everything cleared after a short lag,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -26,18 +25,17 @@ from bleepline.audio.codecs import OPUS, PCMU, decoder_for, encoder_for
 from bleepline.audio.files import read_audio_chunks
 from bleepline.call import KEYPAD_MARGIN_S, CallSession, Listener
 from bleepline.commands.recordings import decrypt_file
-from bleepline.control import make_app, start_control
 from bleepline.redact.policy import RedactionPolicy
 from bleepline.server import RelayServer
-from bleepline.store.keys import load_recipient
 from bleepline.store.transcript import TranscriptBuilder
 from bleepline.timeline import AudioChunk, PiiSpan
 from bleepline.transport.rtp import RtcpBye, RtpPacket, TelephoneEvent, is_rtcp, parse_rtcp, parse_rtp
 from bleepline.transport.sdp import parse_offer
 from bleepline.transport.sender import PacedLeg, RtpLegSender
 from tests.conftest import sine
+from tests.harness import make_server, request, sdp_offer, serving
 from tests.test_call import ScriptedListener
-from tests.test_control import AUTH, free_ports, request
+from tests.test_control import AUTH, TOKEN, free_ports
 from tests.test_serve import udp, wait_for
 
 DELAY_S = 1.0
@@ -50,55 +48,9 @@ def relay(
     tmp_path: Path, pub: Path, listener: Listener | None, *, allow_plain_rtp: bool = True
 ) -> Iterator[tuple[RelayServer, tuple[str, int]]]:
     """Server and control API on one loop in a thread, with a 1 s delay and the given listener."""
-    store = tmp_path / "store"
-    store.mkdir()
-    server = RelayServer(
-        codec=PCMU,
-        recipients=[load_recipient(pub)],
-        store=store,
-        policy=POLICY,
-        listener_factory=lambda rate: listener,
-        models={"asr": "test", "pii": "test"},
-        idle_timeout_s=5.0,
-    )
-    ready = threading.Event()
-    address: list[tuple[str, int]] = []
-    failure: list[BaseException] = []
-
-    async def main() -> None:
-        app = make_app(
-            server,
-            token="s3cret-token",
-            rtp_host="127.0.0.1",
-            rtp_ports=free_ports(8),
-            allow_plain_rtp=allow_plain_rtp,
-        )
-        runner, bound = await start_control(app, "127.0.0.1", 0)
-        address.append(bound)
-        try:
-            asyncio.get_running_loop().call_soon(ready.set)
-            await server.run(None)
-        finally:
-            await runner.cleanup()
-
-    def thread_main() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # shown by the test, not lost in the thread
-            failure.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=thread_main, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    assert not failure, failure
-    try:
-        yield server, address[0]
-    finally:
-        server.stop()
-        thread.join(20)
-        assert not thread.is_alive()
-        assert not failure, failure
+    server = make_server(tmp_path / "store", pub, lambda rate: listener, policy=POLICY)
+    with serving(server, token=TOKEN, rtp_ports=free_ports(8), allow_plain_rtp=allow_plain_rtp) as api:
+        yield server, api
 
 
 @dataclass
@@ -142,17 +94,7 @@ class Collector:
 def offer(
     port: int, codecs: str = "0 101", rtpmaps: tuple[str, ...] = (), direction: str = "sendrecv"
 ) -> str:
-    lines = [
-        "v=0",
-        "o=- 1 1 IN IP4 127.0.0.1",
-        "s=-",
-        "c=IN IP4 127.0.0.1",
-        "t=0 0",
-        f"m=audio {port} RTP/AVP {codecs}",
-        *rtpmaps,
-        f"a={direction}",
-    ]
-    return "\r\n".join(lines) + "\r\n"
+    return sdp_offer(f"audio {port} RTP/AVP {codecs}", *rtpmaps, f"a={direction}")
 
 
 PCMU_EVENTS = ("a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16")

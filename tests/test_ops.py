@@ -5,7 +5,6 @@ recordings finalised, exit 0.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -14,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,18 +22,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bleepline.audio.codecs import PCMU
 from bleepline.call import Listener
 from bleepline.commands.recordings import inspect_recording
-from bleepline.control import make_app, start_control
 from bleepline.listener import Hearing
 from bleepline.logs import configure_logging, remove_logging
-from bleepline.redact.policy import RedactionPolicy
 from bleepline.server import RelayServer
-from bleepline.store.keys import load_recipient
 from bleepline.timeline import AudioChunk
 from bleepline.transport.sdp import parse_offer
-from tests.test_control import AUTH, SDP, TOKEN, free_ports, offer, request
+from tests.harness import LOOPBACK_ANY, make_server, request, serving
+from tests.test_control import AUTH, SDP, TOKEN, free_ports, offer
 from tests.test_serve import packets, send_paced, udp, wait_for
 
 METRICS_TOKEN = "scrape-only-token"
@@ -52,56 +47,18 @@ def relay(
     factory: Callable[[int], Listener | None] = lambda rate: None,
 ) -> Iterator[tuple[RelayServer, Api, tuple[str, int]]]:
     """Server (static port, control API with a metrics token) on a loop in a thread; stopped at the end."""
-    store = tmp_path / "store"
-    store.mkdir()
-    server = RelayServer(
-        codec=PCMU,
-        recipients=[load_recipient(pub)],
-        store=store,
-        policy=RedactionPolicy(),
-        listener_factory=factory,
-        models={"asr": "test", "pii": "test"},
-        idle_timeout_s=5.0,
-    )
-    ready = threading.Event()
-    address: list[Api] = []
-    failure: list[BaseException] = []
-
-    async def main() -> None:
-        app = make_app(
-            server,
-            token=TOKEN,
-            rtp_host="127.0.0.1",
-            rtp_ports=free_ports(4),
-            metrics_token=METRICS_TOKEN,
-            allow_plain_rtp=True,
-        )
-        runner, bound = await start_control(app, "127.0.0.1", 0)
-        address.append(bound)
-        try:
-            await server.run("127.0.0.1", 0, ready=lambda _: ready.set())
-        finally:
-            await runner.cleanup()
-
-    def thread_main() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # shown by the test, not lost in the thread
-            failure.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=thread_main, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    assert not failure, failure
-    assert server.local_address is not None
-    try:
-        yield server, address[0], server.local_address
-    finally:
-        server.stop()
-        thread.join(30)
-        assert not thread.is_alive()
-        assert not failure, failure
+    server = make_server(tmp_path / "store", pub, factory)
+    with serving(
+        server,
+        token=TOKEN,
+        rtp_ports=free_ports(4),
+        metrics_token=METRICS_TOKEN,
+        allow_plain_rtp=True,
+        static=LOOPBACK_ANY,
+        join_timeout=30,
+    ) as api:
+        assert server.local_address is not None
+        yield server, api, server.local_address
 
 
 # -- a small parser for the text exposition format 0.0.4 ----------------------------------------------------

@@ -9,7 +9,6 @@ speech intact, the timeline aligned sample for sample where the codec allows.
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import os
@@ -17,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,21 +25,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bleepline.audio.codecs import PCMU
 from bleepline.audio.files import read_audio_chunks
 from bleepline.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from bleepline.commands.recordings import decrypt_file
-from bleepline.control import make_app, start_control
 from bleepline.redact.policy import RedactionPolicy
 from bleepline.server import RelayServer
 from bleepline.store.keys import Identity, load_recipient, write_key_pair
+from tests.harness import make_server, serving
+from tests.speech_frames import FRAME_S, Frames
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
 CALL = "phone_awb_8k"
 TOKEN = "peer-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-FRAME_S = 0.02
-SPEECH_DBFS = -45.0
 
 FFMPEG = shutil.which("ffmpeg")
 if FFMPEG is None:
@@ -143,48 +139,15 @@ def relay(
     store = tmp_path_factory.mktemp("store")
     policy = RedactionPolicy()
     redactor = Redactor([load_recipient(keys[0])], policy, resolve_model())
-    server = RelayServer(
-        codec=PCMU,
-        recipients=[load_recipient(keys[0])],
-        store=store,
-        policy=policy,
-        listener_factory=redactor.listener,
-        models=redactor.models,
-        idle_timeout_s=10.0,
+    server = make_server(
+        store, keys[0], redactor.listener, policy=policy, models=redactor.models, idle_timeout_s=10.0
     )
     first = free_udp_port()
     ports = range(first, min(first + 50, 65536))
-    ready = threading.Event()
-    address: list[tuple[str, int]] = []
-    failure: list[BaseException] = []
-
-    async def main() -> None:
-        app = make_app(server, token=TOKEN, rtp_host="127.0.0.1", rtp_ports=ports, allow_plain_rtp=True)
-        runner, bound = await start_control(app, "127.0.0.1", 0)
-        address.append(bound)
-        try:
-            asyncio.get_running_loop().call_soon(ready.set)
-            await server.run(None)
-        finally:
-            await runner.cleanup()
-
-    def thread_main() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # shown by the test, not lost in the thread
-            failure.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=thread_main, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    assert not failure, failure
-    try:
-        yield server, address[0], store
-    finally:
-        server.stop()
-        thread.join(60)
-        assert not failure, failure
+    with serving(
+        server, token=TOKEN, rtp_ports=ports, allow_plain_rtp=True, ready_timeout=30, join_timeout=60
+    ) as api:
+        yield server, api, store
 
 
 def mono_wav(path: Path) -> tuple[np.ndarray, int]:
@@ -311,26 +274,6 @@ def lag_of(signal_: np.ndarray, reference_: np.ndarray, rate: int, most_s: float
     most = int(most_s * rate)
     scores = [float(np.dot(a[: span - lag], b[lag:span])) for lag in range(most)]
     return int(np.argmax(scores))
-
-
-@dataclass
-class Frames:
-    speech: np.ndarray  # the reference has speech in the frame
-    error: np.ndarray  # rms(output - reference) / rms(reference), per frame
-
-    @classmethod
-    def compare(cls, reference_: np.ndarray, output: np.ndarray, rate: int) -> Frames:
-        size = int(rate * FRAME_S)
-        count = min(len(reference_), len(output)) // size
-        a = reference_[: count * size].reshape(count, size).astype(np.float64)
-        b = output[: count * size].reshape(count, size).astype(np.float64)
-        rms = np.sqrt(np.mean(a * a, axis=1))
-        speech = 20 * np.log10(np.maximum(rms, 1e-9) / 32768) > SPEECH_DBFS
-        error = np.sqrt(np.mean((b - a) ** 2, axis=1)) / np.maximum(rms, 1e-9)
-        return cls(speech, error)
-
-    def frames(self, start: float, end: float) -> slice:
-        return slice(int(start / FRAME_S), int(np.ceil(end / FRAME_S)))
 
 
 #: Per codec: a frame below this error is the original, heard; masked frames (beep or silence) are >= 0.9.

@@ -4,13 +4,11 @@ and garbage, strangers and a stop mid-call neither crash the server nor lose a r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +27,7 @@ from bleepline.redact.policy import RedactionPolicy
 from bleepline.server import RelayServer
 from bleepline.store.keys import load_recipient
 from bleepline.transport.rtp import RtcpBye, RtpPacket
+from tests import harness
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
 PACKET = 160  # 20 ms at 8 kHz
@@ -37,42 +36,13 @@ PACKET = 160  # 20 ms at 8 kHz
 @contextmanager
 def running(server: RelayServer) -> Iterator[tuple[str, int]]:
     """The server on its own loop in a thread; stopped (and every call finalised) on the way out."""
-    ready = threading.Event()
-    failure: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            asyncio.run(server.run("127.0.0.1", 0, ready=lambda _: ready.set()))
-        except BaseException as exc:  # shown by the test, not lost in the thread
-            failure.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    assert not failure, failure
-    assert server.local_address is not None
-    try:
+    with harness.running(server, static=harness.LOOPBACK_ANY):
+        assert server.local_address is not None
         yield server.local_address
-    finally:
-        server.stop()
-        thread.join(20)
-        assert not thread.is_alive()
-        assert not failure, failure
 
 
 def make_server(tmp_path: Path, pub: Path, factory: Callable[[int], Listener | None]) -> RelayServer:
-    store = tmp_path / "store"
-    store.mkdir()
-    return RelayServer(
-        codec=PCMU,
-        recipients=[load_recipient(pub)],
-        store=store,
-        policy=RedactionPolicy(),
-        listener_factory=factory,
-        models={"asr": "test", "pii": "test"},
-        idle_timeout_s=5.0,
-    )
+    return harness.make_server(tmp_path / "store", pub, factory)
 
 
 def packets(samples: np.ndarray, ssrc: int) -> list[bytes]:

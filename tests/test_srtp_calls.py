@@ -20,8 +20,9 @@ from pylibsrtp import Policy, Session
 from bleepline.audio.codecs import PCMU, decoder_for, encoder_for
 from bleepline.transport.rtp import RtpPacket, is_rtcp, parse_rtp
 from tests.conftest import sine
+from tests.harness import request, sdp_offer
 from tests.test_call import ScriptedListener
-from tests.test_control import AUTH, request
+from tests.test_control import AUTH
 from tests.test_legs import DELAY_S, JSON, Collector, relay
 from tests.test_serve import decoded, udp, wait_for
 
@@ -31,18 +32,12 @@ PACKET = 160
 
 def savp_offer(port: int, key_salt: bytes) -> str:
     key = base64.b64encode(key_salt).decode("ascii")
-    lines = [
-        "v=0",
-        "o=- 1 1 IN IP4 127.0.0.1",
-        "s=-",
-        "c=IN IP4 127.0.0.1",
-        "t=0 0",
-        f"m=audio {port} RTP/SAVP 0",
+    return sdp_offer(
+        f"audio {port} RTP/SAVP 0",
         f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}",
         "a=rtcp-mux",
         "a=sendrecv",
-    ]
-    return "\r\n".join(lines) + "\r\n"
+    )
 
 
 def answer_key(answer: str) -> bytes:

@@ -27,7 +27,6 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from bleepline.audio.codecs import PCMU
 from bleepline.call import Listener
 from bleepline.commands.keys import open_identity
 from bleepline.control import make_app, start_control
@@ -38,6 +37,7 @@ from bleepline.store.recording import RecordingReader
 from bleepline.timeline import PiiSpan
 from bleepline.webrtc.gateway import WebRtcGateway, WebRtcOptions
 from bleepline.webrtc.ice import host_addresses
+from tests.harness import make_server
 from tests.test_call import ScriptedListener
 from tests.test_control import free_ports
 
@@ -100,14 +100,11 @@ async def relay(
 ) -> AsyncIterator[Relay]:
     """The relay, its control API with WHIP/WHEP on 127.0.0.1 only, and an HTTP client."""
     store = tmp_path / "store"
-    store.mkdir()
-    server = RelayServer(
-        codec=PCMU,
-        recipients=[load_recipient(pub)],
-        store=store,
+    server = make_server(
+        store,
+        pub,
+        listener_factory or (lambda rate: listener),
         policy=RedactionPolicy(delay_s=delay_s),
-        listener_factory=listener_factory or (lambda rate: listener),
-        models={"asr": "test", "pii": "test"},
         idle_timeout_s=idle_timeout_s,
         max_calls=max_calls,
     )
@@ -541,7 +538,8 @@ def fixture_call(tmp_path_factory: pytest.TempPathFactory) -> FixtureCall:
 
 @pytest.mark.slow
 def test_a_fixture_call_over_whip_keeps_its_timeline_and_its_plain_speech(fixture_call: FixtureCall) -> None:
-    from tests.test_real_peers import CODECS, Frames, lag_of, reference, truth
+    from tests.speech_frames import Frames
+    from tests.test_real_peers import CODECS, lag_of, reference, truth
 
     opus = CODECS["OPUS"]
     ref = reference(opus)

@@ -32,12 +32,12 @@ from bleepline.commands.recordings import decrypt_file
 from bleepline.listener import Hearing
 from bleepline.redact.policy import RedactionPolicy
 from bleepline.server import NEGOTIABLE_CODECS, CallStatus, RelayServer
-from bleepline.store.keys import load_recipient
 from bleepline.timeline import AudioChunk
 from bleepline.transport.endpoint import EndpointStats
 from bleepline.transport.receiver import ReceiverStats
 from bleepline.transport.rtp import RtcpBye, RtpPacket
 from bleepline.transport.sdp import negotiate, parse_offer
+from tests import harness
 
 Address = tuple[str, int]
 NDArray = np.ndarray
@@ -235,36 +235,8 @@ class Relay:
     @contextmanager
     def running(self, *, static_port: bool = False) -> Iterator[Relay]:
         """Run the server; with ``static_port``, also its static-mode port (``server.local_address``)."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            if static_port:
-                await self.server.run("127.0.0.1", 0, ready=lambda _: ready.set())
-                return
-            # Runs once server.run has set up its stop event (it does not await before that without a port).
-            self._loop.call_soon(ready.set)
-            await self.server.run(None)
-
-        def thread_main() -> None:
-            try:
-                asyncio.run(main())
-            except BaseException as exc:  # shown by the test, not lost in the thread
-                failure.append(exc)
-                ready.set()
-
-        thread = threading.Thread(target=thread_main, daemon=True)
-        thread.start()
-        assert ready.wait(10)
-        assert not failure, failure
-        try:
+        with harness.running(self.server, static=harness.LOOPBACK_ANY if static_port else None) as self._loop:
             yield self
-        finally:
-            self.server.stop()
-            thread.join(20)
-            assert not thread.is_alive()
-            assert not failure, failure
 
     def start_call(self, remote: Address) -> CallHandle:
         """Negotiate a PCMU call whose offer names ``remote`` as the media source."""
@@ -327,15 +299,11 @@ class Outcome:
 
 
 def make_server(tmp_path: Path, pub: Path) -> RelayServer:
-    store = tmp_path / "store"
-    store.mkdir()
-    return RelayServer(
-        codec=PCMU,
-        recipients=[load_recipient(pub)],
-        store=store,
+    return harness.make_server(
+        tmp_path / "store",
+        pub,
+        lambda rate: ClearingListener(),
         policy=POLICY,
-        listener_factory=lambda rate: ClearingListener(),
-        models={"asr": "test", "pii": "test"},
         idle_timeout_s=10.0,  # far longer than the test: an early end can only be a BYE or a bug
     )
 
