@@ -3,8 +3,8 @@
 A cue span masks from the cue until its value is over, and masks provisionally while it is open. Once the
 words are final, masking is taken back only from words on this list — everyday words, cue words and
 fillers that cannot be part of a value — never from a word the recognizer was unsure of ("prep" heard
-inside an expiry date), a name, a number or a letter, nor from silence between words (speech the
-recognizer missed may be there).
+inside an expiry date), a name, a number or a letter, an everyday word right beside a digit (Whisper wrote
+a spoken "two" as "I'm"), nor from silence between words (speech the recognizer missed may be there).
 """
 
 from __future__ import annotations
@@ -36,12 +36,19 @@ _NUMBER_WORDS = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS) | frozense
 
 
 @functools.cache
+def _cue_words() -> frozenset[str]:
+    """Every word of every cue phrase ("card", "number", "security", "code", ...)."""
+    return frozenset(
+        word for rule in RULES for phrase in rule.phrases for word in re.findall(r"[a-z]+", phrase)
+    )
+
+
+@functools.cache
 def _plain_words() -> frozenset[str]:
     # spaCy is loaded with the detector anyway; imported here so that importing this module costs nothing.
     from spacy.lang.en.stop_words import STOP_WORDS
 
-    cue_words = {word for rule in RULES for phrase in rule.phrases for word in re.findall(r"[a-z]+", phrase)}
-    return frozenset(STOP_WORDS) | _CALL_TALK | FILLERS | cue_words
+    return frozenset(STOP_WORDS) | _CALL_TALK | FILLERS | _cue_words()
 
 
 def might_be_value(word: Word, previous: Word | None) -> bool:
@@ -116,10 +123,13 @@ def _beside_value(words: Sequence[Word], kinds: Sequence[Talk], index: int) -> b
     return before or after
 
 
+#: Plain even right beside a value: what is said around a number rather than instead of one of its digits.
+_AROUND_VALUES = word_set("and then thanks thank great perfect")
+
+
 @functools.cache
 def _fillers() -> frozenset[str]:
-    cue_words = {word for rule in RULES for phrase in rule.phrases for word in re.findall(r"[a-z]+", phrase)}
-    return frozenset(FILLERS) | frozenset(cue_words) | word_set("and then thanks thank great perfect")
+    return FILLERS | _cue_words() | _AROUND_VALUES
 
 
 def _filler(word: Word) -> bool:
