@@ -7,204 +7,77 @@ plus its transcript; a call ends on RTCP BYE from its source, on silence past th
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import os
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from bleepline.audio.codecs import OPUS, PCMA, PCMU, CodecSpec
-from bleepline.call import AudioSink, CallReport, CallSession, Listener
+from bleepline.audio.codecs import CodecSpec
+from bleepline.call import AudioSink, CallSession
 from bleepline.live import LiveCall
 from bleepline.redact.policy import RedactionPolicy
+from bleepline.relay.admission import (
+    BUSY_BACKLOG_S,
+    LISTENING_CALLS_PER_CORE,
+    OVER_CAPACITY,
+    admit,
+    default_listening_calls,
+    recognizer_busy,
+)
+from bleepline.relay.calls import (
+    DEFAULT_MAX_CALLS,
+    NEGOTIABLE_CODECS,
+    STATIC_PAYLOAD_TYPES,
+    TICK_S,
+    CallKey,
+    CallRefusedError,
+    ListenerFactory,
+    MediaSource,
+    ServerStats,
+    _Call,
+    negotiable_codec,
+)
+from bleepline.relay.legs import (
+    DEFAULT_PTIME_MS,
+    check_leg_families,
+    leg_address,
+    redacted_leg,
+    send_leg_tail,
+)
+from bleepline.relay.status import CallStatus, call_drops, sent_counts
 from bleepline.store.keys import RecipientKey
 from bleepline.store.recording import RecordingWriter
 from bleepline.store.transcript import TranscriptBuilder, write_transcript
-from bleepline.timeline import AudioChunk
-from bleepline.transport.endpoint import MAX_DATAGRAM_BYTES, RtpEndpoint, open_endpoint
+from bleepline.transport.endpoint import MAX_DATAGRAM_BYTES, open_endpoint
 from bleepline.transport.errors import MalformedPacketError
-from bleepline.transport.receiver import CallReceiver, ReceiverStats
+from bleepline.transport.receiver import CallReceiver
 from bleepline.transport.rtp import RtcpBye, RtpPacket, is_rtcp, parse_rtcp, parse_rtp
-from bleepline.transport.sdp import Codec, Negotiated
-from bleepline.transport.sender import PacedLeg, RtpLegSender
-from bleepline.transport.srtp import SrtpContexts, SrtpOutbound
+from bleepline.transport.sdp import Negotiated
+from bleepline.transport.srtp import SrtpContexts
+
+# The public import point for the relay: its parts live in ``bleepline.relay``.
+__all__ = [
+    "BUSY_BACKLOG_S",
+    "DEFAULT_MAX_CALLS",
+    "DEFAULT_PTIME_MS",
+    "LISTENING_CALLS_PER_CORE",
+    "NEGOTIABLE_CODECS",
+    "OVER_CAPACITY",
+    "STATIC_PAYLOAD_TYPES",
+    "TICK_S",
+    "CallKey",
+    "CallRefusedError",
+    "CallStatus",
+    "ListenerFactory",
+    "MediaSource",
+    "RelayServer",
+    "ServerStats",
+    "default_listening_calls",
+    "negotiable_codec",
+]
 
 log = logging.getLogger(__name__)
-
-#: How often held audio is released and receivers are polled: one packet's time at 20 ms ptime.
-TICK_S = 0.02
-
-#: Calls at once; past it a new source is dropped and counted, so a flood of sources cannot exhaust memory.
-DEFAULT_MAX_CALLS = 64
-
-#: Static payload types (RFC 3551): the only audio a static-mode call accepts, so stray UDP never
-#: becomes a call.
-STATIC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}
-
-#: What an SDP-negotiated call may use, by SDP encoding name (``name/rate[/channels]``; names compare
-#: without regard to case, RFC 4855): the static-mode codecs, and Opus, which RTP always calls stereo
-#: (RFC 7587) and which is decoded to mono at 48 kHz; such a call is recorded at 48 kHz.
-NEGOTIABLE_CODECS = {"PCMU/8000": PCMU, "PCMA/8000": PCMA, "opus/48000/2": OPUS}
-
-#: The redacted leg's packet time when the offer names none (RFC 3551's default for audio).
-DEFAULT_PTIME_MS = 20
-
-CallKey = tuple[tuple[str, int], int]  # (source host and port, SSRC)
-ListenerFactory = Callable[[int], Listener | None]
-
-
-def negotiable_codec(codec: Codec) -> CodecSpec | None:
-    """The codec spec for a negotiated payload type, or None if the relay does not take it."""
-    wanted = codec.encoding.lower()
-    return next((spec for name, spec in NEGOTIABLE_CODECS.items() if name.lower() == wanted), None)
-
-
-def _numeric_address(address: tuple[str, int]) -> tuple[str, int] | None:
-    """``address`` with its host in canonical numeric form (as sockets report it), or None if not numeric."""
-    try:
-        return str(ipaddress.ip_address(address[0])), address[1]
-    except ValueError:
-        return None
-
-
-def _leg_address(name: str, address: tuple[str, int]) -> tuple[str, int]:
-    """An outgoing leg's destination, checked: a numeric unicast host and a port. The message never
-    quotes the address (it could be a caller's)."""
-    numeric = _numeric_address(address)
-    if numeric is None:
-        raise ValueError(f"the {name} leg needs a numeric IP address (host names are not resolved)")
-    ip = ipaddress.ip_address(numeric[0])
-    if ip.is_multicast or ip.is_unspecified:
-        raise ValueError(f"the {name} leg needs a unicast address")
-    if not 0 < numeric[1] <= 0xFFFF:
-        raise ValueError(f"the {name} leg's port must be 1-65535")
-    return numeric
-
-
-@dataclass
-class ServerStats:
-    """Counters without content: every datagram is in ``datagrams`` and in at most one drop counter."""
-
-    datagrams: int = 0
-    rtp: int = 0
-    rtcp: int = 0
-    malformed: int = 0
-    oversize: int = 0
-    wrong_payload_type: int = 0
-    stranger: int = 0  # RTCP from an address with no call: it could be a forged BYE
-    after_end: int = 0  # packets of a call already ended
-    refused: int = 0  # new sources past max_calls, or a call that could not be set up
-    refused_busy: int = 0  # of those: the recognizer was at capacity (over_capacity "refuse")
-    calls_unheard: int = 0  # taken while the recognizer was at capacity, all masked (over_capacity "mask")
-    calls_started: int = 0
-    calls_ended: int = 0
-    reports: list[CallReport] = field(default_factory=list)
-
-
-class CallRefusedError(Exception):
-    """A negotiated call could not be set up: no port free in the range, too many calls, the recognizer
-    at capacity, or stopping."""
-
-
-#: What to do with a new call when the recognizer cannot take another: refuse it (503 on the control API,
-#: its packets dropped and counted in static mode), or take it unheard: recorded, every sample masked as
-#: unverified. Never taken and heard late, which would leak.
-OVER_CAPACITY = ("refuse", "mask")
-#: Calls the recognizer (Whisper tiny.en int8, one thread each) carries per CPU core in real time with
-#: no unverified masking: bench/capacity.py measured 8 on a 2-core machine, with the event loop's lag
-#: the first limit. ``max_listening_calls`` overrides it (a GPU host, a bigger model).
-LISTENING_CALLS_PER_CORE = 4
-#: A running call whose listener has this much audio queued is falling behind: no new call is heard.
-BUSY_BACKLOG_S = 0.5
-
-
-def default_listening_calls() -> int:
-    """Calls heard at once by default: ``LISTENING_CALLS_PER_CORE`` per CPU core this process may use."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, LISTENING_CALLS_PER_CORE * cores)
-
-
-class MediaSource(Protocol):
-    """What the tick polls a call's audio from: a ``CallReceiver`` (RTP), or a WebRTC track's frames
-    (``bleepline.webrtc.ingest.FrameReceiver``). Chunks come out contiguous, starting at sample 0."""
-
-    codec: CodecSpec
-    stats: ReceiverStats
-
-    def poll(self, now: float) -> list[AudioChunk]: ...
-
-    def flush(self) -> list[AudioChunk]: ...
-
-    def take_keypresses(self) -> list[tuple[float, float]]: ...
-
-    @property
-    def keypress_active_since(self) -> float | None: ...
-
-
-@dataclass
-class _Call:
-    call_id: str
-    key: CallKey
-    receiver: MediaSource
-    live: LiveCall
-    writer: RecordingWriter
-    last_activity: float
-    started: float = 0.0
-    endpoint: RtpEndpoint | None = None  # a negotiated call's own port; None for static mode
-    state: str = "active"  # then "ending" (being finalised), then "ended" or "failed"
-    report: CallReport | None = None
-    leg: PacedLeg | None = None  # the redacted leg, sent from ``endpoint``
-    leg_rtcp: tuple[str, int] | None = None  # where the redacted leg's RTCP BYE goes
-    srtp: SrtpContexts | None = None  # the call's SRTP keys (never logged: see their repr)
-    # Told the reason once the call starts ending (WebRTC sessions close their peer connections, listener
-    # tokens expire); called on the loop, never allowed to break the ending.
-    on_end: list[Callable[[str], None]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class CallStatus:
-    """One call as the control API shows it: counters only, never content or the caller's address."""
-
-    call_id: str
-    state: str
-    duration_s: float
-    packets: int
-    drops: dict[str, int]
-    masked_s: dict[str, float]
-    #: RTP packets sent on the outgoing legs, ``passthrough`` and ``redacted`` (0 for a leg not set up).
-    sent: dict[str, int] = field(default_factory=dict)
-
-
-def _drops(call: _Call) -> dict[str, int]:
-    """A call's drops by reason: its receive path's, its own port's (negotiated calls), and audio that got
-    further ahead of the release clock than the delay line holds."""
-    rs = call.receiver.stats
-    drops = {
-        "lost": rs.lost,
-        "duplicates": rs.duplicates,
-        "late": rs.late,
-        "decode_errors": rs.decode_errors,
-        "unknown_payload_type": rs.unknown_payload_type,
-        "stray": rs.stray,
-    }
-    if call.endpoint is not None:
-        es = call.endpoint.stats
-        drops["stranger"] = es.stranger
-        drops["oversize"] = es.oversize
-        drops["malformed"] = sum(es.malformed.values())
-    drops["early_audio_ms"] = _early_audio_ms(call)
-    return drops
-
-
-def _early_audio_ms(call: _Call) -> int:
-    """Milliseconds of the call's audio dropped as early by its delay line: a drop count like the others
-    (whole numbers, whatever the codec's rate), so a timeline run ahead of the release clock shows."""
-    delay = call.live.session.delay.stats
-    return round(delay.early_audio_samples * 1000 / delay.sample_rate)
 
 
 class RelayServer(asyncio.DatagramProtocol):
@@ -397,7 +270,7 @@ class RelayServer(asyncio.DatagramProtocol):
         legs = {"passthrough": passthrough, "redacted": redacted}
         for name, destination in legs.items():
             if destination is not None:
-                legs[name] = _leg_address(name, destination)
+                legs[name] = leg_address(name, destination)
         if len(self._calls) >= self.max_calls:
             self.stats.refused += 1
             raise CallRefusedError("too many calls")
@@ -443,15 +316,9 @@ class RelayServer(asyncio.DatagramProtocol):
             self.stats.refused += 1
             raise CallRefusedError("no RTP port free")
         try:
-            local = ipaddress.ip_address(endpoint.local_address[0])
-            for name, destination in legs.items():
-                if destination is not None and ipaddress.ip_address(destination[0]).version != local.version:
-                    # The call's socket could not send there: refused now, not failing on every packet.
-                    raise ValueError(
-                        f"the {name} leg must be an IPv{local.version} address, like the RTP port"
-                    )
+            check_leg_families(legs, endpoint)
             outbound = None if srtp is None else srtp.outbound
-            leg, leg_rtcp = self._redacted_leg(negotiated, codec, endpoint, legs["redacted"], outbound)
+            leg, leg_rtcp = redacted_leg(negotiated, codec, endpoint, legs["redacted"], outbound)
         except ValueError:
             endpoint.close()
             raise
@@ -478,45 +345,13 @@ class RelayServer(asyncio.DatagramProtocol):
         self._negotiated[call.call_id] = call
         return call
 
-    def _redacted_leg(
-        self,
-        negotiated: Negotiated,
-        codec: CodecSpec,
-        endpoint: RtpEndpoint,
-        address: tuple[str, int] | None,
-        srtp: SrtpOutbound | None = None,
-    ) -> tuple[PacedLeg | None, tuple[str, int] | None]:
-        """The redacted leg's pacer and where its RTCP goes, or (None, None) without one."""
-        if address is None:
-            return None, None
-        ptime = negotiated.offer.ptime or DEFAULT_PTIME_MS
-        try:
-            sender = RtpLegSender(
-                codec, negotiated.codec.payload_type, sample_rate=codec.clock_rate, ptime_ms=ptime
-            )
-        except ValueError:
-            # A ptime the codec cannot packetize (Opus is 20 ms here): the default, which any receiver
-            # takes (a=ptime is only a wish, RFC 4566 6).
-            sender = RtpLegSender(
-                codec, negotiated.codec.payload_type, sample_rate=codec.clock_rate, ptime_ms=DEFAULT_PTIME_MS
-            )
-        # RTCP: to the offerer's RTCP address when the leg goes back to the offerer itself; otherwise
-        # the leg's own port, multiplexed (RFC 5761) as this relay takes RTCP, since nothing tells us more.
-        rtcp = negotiated.remote_rtcp if address == _numeric_address(negotiated.remote_rtp) else None
-        if srtp is None:
-            leg = PacedLeg(sender, lambda data: endpoint.send(data, address), slack_s=TICK_S)
-        else:
-            # Each packet is protected once, as it goes: SRTP must never see a sequence number twice.
-            leg = PacedLeg(sender, lambda data: endpoint.send(srtp.protect(data), address), slack_s=TICK_S)
-        return leg, rtcp or address
-
     def negotiated_status(self, call_id: str) -> CallStatus | None:
         """Counters of a negotiated call, running or ended; None for an id that is not one."""
         call = self._negotiated.get(call_id)
         if call is None:
             return None
         rs = call.receiver.stats
-        drops = _drops(call)
+        drops = call_drops(call)
         report = call.report
         if report is not None:
             duration = report.duration
@@ -530,10 +365,7 @@ class RelayServer(asyncio.DatagramProtocol):
             packets=rs.packets,
             drops=drops,
             masked_s=dict(report.masked_s) if report is not None else {},
-            sent={
-                "passthrough": call.endpoint.stats.forwarded if call.endpoint is not None else 0,
-                "redacted": call.leg.packets_sent if call.leg is not None else 0,
-            },
+            sent=sent_counts(call),
         )
 
     def negotiated_calls(self) -> list[tuple[str, str]]:
@@ -620,23 +452,17 @@ class RelayServer(asyncio.DatagramProtocol):
     def recognizer_busy(self) -> bool:
         """Whether the recognizer can hear no more calls now: ``max_listening_calls`` are being heard, or
         a call's listener is falling behind (``BUSY_BACKLOG_S`` of audio queued)."""
-        heard = [call for call in self._calls.values() if call.live.session.listener is not None]
-        if len(heard) >= self.max_listening_calls:
-            return True
-        return any(call.live.backlog_s >= BUSY_BACKLOG_S for call in heard)
+        return recognizer_busy(self._calls.values(), self.max_listening_calls)
 
     def _admit(self) -> bool | None:
         """Whether a new call is heard (True), taken unheard (False), or refused (None, counted)."""
-        if len(self._calls) >= self.max_calls:
-            self.stats.refused += 1
-            return None
-        if not self.recognizer_busy():
-            return True
-        if self.over_capacity == "mask":
-            return False
-        self.stats.refused += 1
-        self.stats.refused_busy += 1
-        return None
+        return admit(
+            active=len(self._calls),
+            max_calls=self.max_calls,
+            busy=self.recognizer_busy,
+            over_capacity=self.over_capacity,
+            stats=self.stats,
+        )
 
     def _start_call(
         self,
@@ -755,33 +581,7 @@ class RelayServer(asyncio.DatagramProtocol):
             if call.leg is not None:
                 # Its own task: ending a call over the API waits for the recording, not for the leg's
                 # last D seconds; ``run`` waits for both before it returns.
-                self._spawn(self._send_leg_tail(call), f"leg-{call.call_id}")
-
-    async def _send_leg_tail(self, call: _Call) -> None:
-        """The redacted leg's last D seconds (drained at once at the end) at the release clock's pace,
-        then an RTCP BYE; then the call's port is closed."""
-        leg, endpoint = call.leg, call.endpoint
-        assert leg is not None
-        assert endpoint is not None
-        loop = asyncio.get_running_loop()
-        try:
-            leg.finish()
-            # The queue holds at most the delay line's length (plus a packet); a stuck pump cannot
-            # keep the port open past that and a margin.
-            deadline = loop.time() + self.policy.delay_s + 2.0
-            while leg.pending and not leg.failed and loop.time() < deadline:
-                leg.pump(loop.time())
-                if leg.pending:
-                    await asyncio.sleep(TICK_S)
-            if not leg.failed and call.leg_rtcp is not None:
-                goodbye = leg.goodbye(time.time())
-                if call.srtp is not None:
-                    goodbye = call.srtp.outbound.protect_rtcp(goodbye)
-                endpoint.send(goodbye, call.leg_rtcp)
-        except Exception as exc:
-            log.error("call %s: redacted leg could not be ended (%s)", call.call_id, type(exc).__name__)
-        finally:
-            endpoint.close()
+                self._spawn(send_leg_tail(call, self.policy.delay_s), f"leg-{call.call_id}")
 
     def _finish(self, call: _Call, why: str) -> None:
         try:
@@ -828,7 +628,7 @@ class RelayServer(asyncio.DatagramProtocol):
         statuses = []
         for call in list(self._calls.values()):
             rs = call.receiver.stats
-            drops = _drops(call)
+            drops = call_drops(call)
             delay = call.live.session.delay.stats
             masked = dict(delay.masked_samples)  # a copy first: the listener's thread may add to it
             now = self._loop.time() if self._loop is not None else call.started
@@ -840,10 +640,7 @@ class RelayServer(asyncio.DatagramProtocol):
                     packets=rs.packets,
                     drops=drops,
                     masked_s={str(reason): samples / delay.sample_rate for reason, samples in masked.items()},
-                    sent={
-                        "passthrough": call.endpoint.stats.forwarded if call.endpoint is not None else 0,
-                        "redacted": call.leg.packets_sent if call.leg is not None else 0,
-                    },
+                    sent=sent_counts(call),
                 )
             )
         return statuses
