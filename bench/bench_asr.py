@@ -58,48 +58,32 @@ def whisper() -> Any:
     return load_whisper(resolve_model())
 
 
-@cpu_time
-def test_streaming(benchmark: BenchmarkFixture, whisper: Any) -> None:
-    def run() -> int:
-        recognizer = StreamingRecognizer(whisper=whisper)
-        words = 0
-        for chunk in CHUNKS:
-            recognizer.push(chunk)
-            words += sum(len(u.final) for u in recognizer.updates())
-        recognizer.end()
-        return words + sum(len(u.final) for u in recognizer.updates())
-
-    assert (
-        benchmark.pedantic(  # type: ignore[no-untyped-call]
-            run, rounds=3, iterations=1, warmup_rounds=1
-        )
-        > 10
-    )
-    _record(benchmark, "streaming")
+def _stream(whisper: Any, at_pauses: bool) -> int:
+    """The fixture through a StreamingRecognizer in 20 ms chunks; with ``at_pauses``, flushed at the VAD's
+    pauses as CallListener does. Returns the final words' count."""
+    recognizer = StreamingRecognizer(whisper=whisper)
+    vad = VoiceActivityDetector(8000) if at_pauses else None
+    words = 0
+    for chunk in CHUNKS:
+        regions = vad.push(chunk) if vad is not None else []
+        recognizer.push(chunk)
+        if vad is not None and regions and not vad.in_speech:
+            recognizer.flush()
+        words += sum(len(u.final) for u in recognizer.updates())
+    recognizer.end()
+    return words + sum(len(u.final) for u in recognizer.updates())
 
 
 @cpu_time
-def test_streaming_at_pauses(benchmark: BenchmarkFixture, whisper: Any) -> None:
-    def run() -> int:
-        recognizer = StreamingRecognizer(whisper=whisper)
-        vad = VoiceActivityDetector(8000)
-        words = 0
-        for chunk in CHUNKS:
-            regions = vad.push(chunk)
-            recognizer.push(chunk)
-            if regions and not vad.in_speech:
-                recognizer.flush()  # as CallListener does
-            words += sum(len(u.final) for u in recognizer.updates())
-        recognizer.end()
-        return words + sum(len(u.final) for u in recognizer.updates())
-
+@pytest.mark.parametrize("at_pauses", [False, True], ids=["alone", "at_pauses"])
+def test_streaming(benchmark: BenchmarkFixture, whisper: Any, at_pauses: bool) -> None:
     assert (
         benchmark.pedantic(  # type: ignore[no-untyped-call]
-            run, rounds=3, iterations=1, warmup_rounds=1
+            _stream, args=(whisper, at_pauses), rounds=3, iterations=1, warmup_rounds=1
         )
         > 10
     )
-    _record(benchmark, "streaming_at_pauses")
+    _record(benchmark, "streaming_at_pauses" if at_pauses else "streaming")
 
 
 @cpu_time
