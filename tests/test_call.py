@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from bleepline.call import CallSession, Listener
+from bleepline.call import CallSession, LagSamples, Listener
 from bleepline.listener import Hearing
 from bleepline.redact.policy import MaskMode, RedactionPolicy
 from bleepline.timeline import AudioChunk, PiiSpan, Word
@@ -237,3 +237,27 @@ def test_a_span_still_current_keeps_its_masking_over_plain_words() -> None:
     spans = (PiiSpan(0.5, 10.0, "CREDIT_CARD", 0.8, source="cue"),)
     original, released, _ = run_call(WordsListener(cue_call(), lambda now: spans))
     assert masked(released, original, 0.5, 10.0)
+
+
+def test_the_recognizers_lag_is_reported_as_percentiles() -> None:
+    *_, session = run_call(ScriptedListener([], lag=0.7), seconds=6.0)
+    lag = session.report.recognizer_lag_s
+    # The scripted transcript trails the audio by 0.7 s, except in the first 0.7 s of the call.
+    assert lag["p50"] == pytest.approx(0.7, abs=0.01)
+    assert lag["max"] == pytest.approx(0.7, abs=0.01)
+    assert lag["p50"] <= lag["p95"] <= lag["max"]
+
+
+def test_without_a_listener_no_lag_is_reported() -> None:
+    *_, session = run_call(None, seconds=2.0)
+    assert session.report.recognizer_lag_s == {}
+
+
+def test_lag_samples_are_taken_at_most_every_tenth_of_a_second() -> None:
+    samples = LagSamples(every_s=0.1)
+    for i in range(100):  # 2 s in 20 ms steps: lag 0.0 ... 0.99
+        samples.add(i * 0.02, i / 100)
+    summary = samples.summary()
+    assert summary["max"] == pytest.approx(0.95)  # the last sample taken, at 1.9 s
+    assert summary["p50"] == pytest.approx(0.45)  # 20 samples, 0.0 to 0.95: the 10th is 0.45
+    assert summary["p95"] == pytest.approx(0.90)

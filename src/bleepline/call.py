@@ -10,6 +10,7 @@ built from final words and what was masked.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -87,6 +88,8 @@ class CallReport:
     early_audio_s: float = 0.0
     keypad_entries: int = 0
     listener_failures: int = 0
+    #: How far the final transcript trailed the audio heard: percentiles over the call.
+    recognizer_lag_s: dict[str, float] = field(default_factory=dict)
     cpu_s: float = 0.0
     transcript: Transcript | None = None
 
@@ -124,6 +127,7 @@ class CallSession:
         self.paced_by_audio = paced_by_audio
         self._listener_factory = listener_factory
         self._heard_until = 0.0  # end of the last chunk the listener heard
+        self._lag = LagSamples()
         self._held_until = 0.0  # end of the last chunk held (live: ahead of the listener)
         self._sent: set[tuple[float, float, str, bool]] = set()  # spans already passed to the delay line
         self._words: list[Word] = []  # final words not yet released, to re-judge provisional masking
@@ -192,6 +196,8 @@ class CallSession:
             self._listener_failed(heard.error, heard.now)
         elif heard.hearing is not None:
             self._hear(heard.hearing, last=not heard.chunk and not heard.pause)
+            if heard.chunk:
+                self._lag.add(heard.now, heard.now - heard.hearing.final_until)
         if heard.chunk:
             self._heard_until = heard.now
 
@@ -355,6 +361,7 @@ class CallSession:
         entries = _keypad_entries(self._presses)
         report.keypad_entries = len(entries)
         report.cpu_s = time.process_time() - self._began
+        report.recognizer_lag_s = self._lag.summary()
         if self.transcript is not None:
             self.transcript.add_redactions(self._redactions(entries))
             report.transcript = self.transcript.build(
@@ -365,6 +372,7 @@ class CallSession:
                     "late_mask_seconds": report.late_mask_s,
                     "early_audio_seconds": report.early_audio_s,
                     "listener_failures": report.listener_failures,
+                    "recognizer_lag_seconds": self._lag.summary(),
                 },
             )
         return report
@@ -392,6 +400,41 @@ class CallSession:
             if stretch.reason is MaskReason.UNVERIFIED
         ]
         return sorted(items, key=lambda r: r.start)
+
+
+class LagSamples:
+    """How far the final transcript trails the audio heard, sampled every ``every_s`` of call time.
+
+    Audio is cleared only up to the final point, so this lag is what the delay D has to cover: it is the
+    headroom figure an operator watches, kept as percentiles (no content) in the transcript's stats.
+    """
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self.every_s = every_s
+        self._last_slot = -1
+        self._lags: list[float] = []
+
+    def add(self, now: float, lag: float) -> None:
+        slot = int(now / self.every_s + 1e-9)  # the first sample in each slot of call time
+        if slot > self._last_slot:
+            self._lags.append(max(0.0, lag))
+            self._last_slot = slot
+
+    def summary(self) -> dict[str, float]:
+        """p50, p95 and max in seconds; empty when nothing was heard (no listener, or no audio)."""
+        if not self._lags:
+            return {}
+        ordered = sorted(self._lags)
+        return {
+            "p50": round(_percentile(ordered, 0.50), 3),
+            "p95": round(_percentile(ordered, 0.95), 3),
+            "max": round(ordered[-1], 3),
+        }
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile of ``ordered`` (ascending, not empty)."""
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 #: Plain words closer than this are taken back with the gap between them: no word fits in it (the

@@ -167,6 +167,9 @@ def print_summary(source: Path, outputs: RedactOutputs, report: CallReport, wall
     keypad = f"; keypad entries: {report.keypad_entries}" if report.keypad_entries else ""
     print(f"  spans: {spans or 'none'}{keypad}")
     print(f"  masked: {masked or 'nothing'}")
+    lag = report.recognizer_lag_s
+    if lag:
+        print(f"  transcript final behind the audio: median {lag['p50']:.2f} s, p95 {lag['p95']:.2f} s")
     if report.late_masks:
         print(
             f"  LATE: {report.late_masks} spans arrived after {report.late_mask_s:.2f} s of their audio "
