@@ -249,3 +249,43 @@ def test_required_settings_are_named_with_every_way_to_give_them(
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert missing in err, err
+
+
+# -- the speech model's device, precision and batching (a GPU host) --------------------------------------
+
+
+def test_device_compute_type_and_batching_default_to_the_cpu_path(tmp_path: Path) -> None:
+    config = load_config({}, config_file=write(tmp_path, BASE), environ={})
+    assert (config.device, config.compute_type, config.asr_batch) == ("cpu", None, None)
+
+
+def test_a_gpu_host_sets_device_model_and_batching_from_each_source(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "device = 'cuda'\ncompute_type = 'int8_float16'\nasr_batch = false\n")
+    environ = {"BLEEPLINE_MODEL": "/models/whisper-small-en", "BLEEPLINE_ASR_BATCH": "true"}
+    config = load_config({"compute_type": "float16"}, config_file=path, environ=environ)
+    assert config.device == "cuda"
+    assert config.model == "/models/whisper-small-en"
+    assert config.asr_batch is True  # environment over file
+    assert config.compute_type == "float16"  # flag over file
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("device = 'gpu'\n", "serve.toml: device must be one of cpu, cuda, auto"),
+        ("compute_type = 'fp16'\n", "serve.toml: compute_type must be one of int8"),
+        ("asr_batch = 'yes'\n", "serve.toml: asr_batch must be true or false"),
+    ],
+)
+def test_speech_settings_errors_are_one_line(text: str, says: str, tmp_path: Path) -> None:
+    with pytest.raises(BleeplineError) as caught:
+        load_config({}, config_file=write(tmp_path, BASE + text), environ={})
+    assert says in str(caught.value), caught.value
+    assert "\n" not in str(caught.value)
+
+
+def test_speech_flags_reach_the_config(tmp_path: Path, key_pair: tuple[Path, Path]) -> None:
+    argv = ["serve", "--config", str(write(tmp_path, BASE)), "--recipient", str(key_pair[0])]
+    argv += ["--device", "cuda", "--compute-type", "float16", "--asr-batch", "false"]
+    config = config_from_args(cli.build_parser().parse_args(argv))
+    assert (config.device, config.compute_type, config.asr_batch) == ("cuda", "float16", False)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bleepline import __version__
-from bleepline.commands import demo, keys, recordings, redact, send, serve
+from bleepline.commands import demo, keys, models, recordings, redact, send, serve
 from bleepline.errors import BleeplineError
 
 EXIT_ERROR = 1
@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=recordings.run_inspect)
+
+    p = sub.add_parser("models", help="the model manifest: list known models, verify a model directory")
+    models.add_arguments(p)
     return parser
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from bleepline.errors import BleeplineError
 from bleepline.redact.policy import MAX_DELAY_S
 from bleepline.server import DEFAULT_MAX_CALLS, OVER_CAPACITY
+from bleepline.speech.models import COMPUTE_TYPES, DEVICES
 
 ENV_PREFIX = "BLEEPLINE_"
 #: The config file when ``--config`` is not given.
@@ -68,6 +69,9 @@ class ServeConfig:
     delay: float | None = None
     mask: str | None = None
     model: str | None = None
+    device: str = "cpu"  # where the speech model runs: cpu, cuda or auto
+    compute_type: str | None = None  # None: int8 on cpu, float16 on cuda (speech.models)
+    asr_batch: bool | None = None  # None: batch calls' windows on a GPU only (speech.batch)
     log_format: str = "text"
     log_level: str = "info"
     allow_plain_rtp: bool = False
@@ -310,6 +314,9 @@ _PARSERS: dict[str, Callable[[object, _Source], Any]] = {
     "delay": _delay,
     "mask": _choice(MASK_MODES),
     "model": _model,
+    "device": _choice(DEVICES),
+    "compute_type": _choice(COMPUTE_TYPES),
+    "asr_batch": _bool,
     "log_format": _choice(LOG_FORMATS),
     "log_level": _choice(LOG_LEVELS),
     "allow_plain_rtp": _bool,

@@ -21,6 +21,7 @@ from bleepline.pii.detector import SpokenPiiDetector
 from bleepline.pii.stream import SpanTracker
 from bleepline.redact.policy import MaskMode, RedactionPolicy
 from bleepline.speech.asr import StreamingRecognizer
+from bleepline.speech.batch import WindowBatcher, batch_by_default
 from bleepline.speech.models import ModelSpec, load_whisper, resolve_model
 from bleepline.store.keys import RecipientKey, load_recipient
 from bleepline.store.recording import RecordingWriter
@@ -45,13 +46,27 @@ class RedactOutputs:
 
 
 class Redactor:
-    """Loads the models once and redacts any number of files with them."""
+    """Loads the models once and redacts any number of files with them.
 
-    def __init__(self, recipients: list[RecipientKey], policy: RedactionPolicy, model: ModelSpec) -> None:
+    With ``batch``, every listener's recognizer decodes through one shared ``WindowBatcher``: the windows
+    of calls due together go through the model as one batch. None: on a GPU only (``batch_by_default``).
+    """
+
+    def __init__(
+        self,
+        recipients: list[RecipientKey],
+        policy: RedactionPolicy,
+        model: ModelSpec,
+        *,
+        batch: bool | None = None,
+    ) -> None:
         self.recipients = recipients
         self.policy = policy
         self.model = model
         self._whisper = load_whisper(model)
+        if batch is None:
+            batch = batch_by_default(model.device)
+        self.batcher = WindowBatcher(self._whisper) if batch else None
         self._detector = SpokenPiiDetector()
 
     @property
@@ -60,7 +75,9 @@ class Redactor:
 
     def listener(self, sample_rate: int) -> CallListener:
         return CallListener(
-            sample_rate, StreamingRecognizer(whisper=self._whisper), SpanTracker(self._detector)
+            sample_rate,
+            StreamingRecognizer(whisper=self._whisper, batcher=self.batcher),
+            SpanTracker(self._detector),
         )
 
     def redact(self, source: Path, outputs: RedactOutputs, progress: TextIO | None = None) -> CallReport:

@@ -29,7 +29,7 @@ from bleepline.control import make_app, start_control, tls_context
 from bleepline.errors import BleeplineError
 from bleepline.logs import configure_logging, remove_logging
 from bleepline.server import DEFAULT_MAX_CALLS, LISTENING_CALLS_PER_CORE, OVER_CAPACITY, RelayServer
-from bleepline.speech.models import resolve_model
+from bleepline.speech.models import default_compute_type, resolve_model
 from bleepline.store.keys import load_recipient
 from bleepline.webrtc.gateway import WebRtcGateway, WebRtcOptions
 
@@ -86,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="end a call after this many seconds without packets (default 10)",
     )
     add("--model", help="speech model: whisper-tiny-en (default) or a CTranslate2 directory")
+    add("--device", metavar="cpu|cuda|auto", help="where the speech model runs (default cpu)")
+    add("--compute-type", metavar="TYPE", help="the model's precision (default int8 on cpu, float16 on cuda)")
+    add(
+        "--asr-batch",
+        metavar="true|false",
+        help="decode the windows of calls due together in one batch (default: on a GPU only)",
+    )
     add("--log-format", metavar="|".join(LOG_FORMATS), help="log lines as text (default) or JSON")
     add("--log-level", metavar="|".join(LOG_LEVELS), help="least important lines logged (default info)")
     add(
@@ -127,6 +134,9 @@ _FLAG_KEYS = (
     "mask",
     "idle_timeout",
     "model",
+    "device",
+    "compute_type",
+    "asr_batch",
     "log_format",
     "log_level",
     "allow_plain_rtp",
@@ -153,7 +163,12 @@ def run(args: argparse.Namespace) -> int:
     handler = configure_logging(config.log_format, config.log_level)
     try:
         # The models load once, before the port opens: the first call must not wait for them.
-        redactor = Redactor(recipients, policy, resolve_model(config.model))
+        model = resolve_model(
+            config.model,
+            device=config.device,
+            compute_type=config.compute_type or default_compute_type(config.device),
+        )
+        redactor = Redactor(recipients, policy, model, batch=config.asr_batch)
         server = RelayServer(
             codec=CODECS[config.codec],
             recipients=recipients,

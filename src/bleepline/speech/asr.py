@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bleepline.audio.resample import StreamResampler
+from bleepline.speech.batch import WindowBatcher, WindowJob
 from bleepline.speech.models import ModelSpec, load_whisper, resolve_model
 from bleepline.timeline import AudioChunk, Word
 
@@ -99,6 +100,9 @@ class StreamingRecognizer:
     Life cycle: ``push(chunk)`` as audio arrives (decodes when a step's worth is buffered), ``flush()`` at
     a pause to decode now and make everything final, ``end()`` when the call ends. ``updates()`` drains
     what the steps produced. Not thread-safe: one call, one recognizer, one thread at a time.
+
+    With a ``batcher`` (shared by many calls' recognizers), each step's window is decoded in a batch with
+    other calls' windows instead of alone: same model, same limits, padding rounded up by the batcher.
     """
 
     def __init__(
@@ -107,9 +111,13 @@ class StreamingRecognizer:
         options: RecognizerOptions | None = None,
         *,
         whisper: Any = None,
+        batcher: WindowBatcher | None = None,
     ) -> None:
         self.options = options or RecognizerOptions()
+        if whisper is None and batcher is not None:
+            whisper = batcher.whisper
         self._whisper = whisper if whisper is not None else load_whisper(model or resolve_model())
+        self._batcher = batcher
         from faster_whisper.tokenizer import Tokenizer
 
         self._tokenizer = Tokenizer(
@@ -248,6 +256,8 @@ class StreamingRecognizer:
         return silent_now and (self._previous is None or not self._previous.words)
 
     def _decode(self, window_end: float) -> _Hypothesis:
+        if self._batcher is not None:
+            return self._decode_batched(self._batcher, window_end)
         whisper, tokenizer, options = self._whisper, self._tokenizer, self.options
         window_s = len(self._audio) / ASR_RATE
         padding = np.zeros(int(options.encoder_padding_s * ASR_RATE), dtype=np.float32)
@@ -276,6 +286,27 @@ class StreamingRecognizer:
             return _Hypothesis((), window_end)
         frames = int(window_s * _FRAMES_PER_SECOND)
         alignment = whisper.find_alignment(tokenizer, [generated], encoded, frames)[0]
+        return _Hypothesis(self._new_words(alignment, window_start, window_s), window_end)
+
+    def _decode_batched(self, batcher: WindowBatcher, window_end: float) -> _Hypothesis:
+        """``_decode`` through the shared batcher: the same prompt, limits and alignment, one batch."""
+        options = self.options
+        window_s = len(self._audio) / ASR_RATE
+        window_start = self._window_start / ASR_RATE
+        if window_end <= max(self._final_until, window_start):
+            return _Hypothesis((), window_end)
+        budget = int(options.max_tokens_per_s * window_s) + options.token_margin
+        job = WindowJob(
+            features=batcher.features(self._audio, options.encoder_padding_s),
+            prompt=tuple(self._prompt_head),
+            max_length=min(len(self._prompt_head) + budget, 448),
+            frames=int(window_s * _FRAMES_PER_SECOND),
+            beam_size=options.beam_size,
+            no_speech_threshold=options.no_speech_threshold,
+        )
+        alignment = batcher.decode(job).alignment
+        if not alignment:
+            return _Hypothesis((), window_end)
         return _Hypothesis(self._new_words(alignment, window_start, window_s), window_end)
 
     def _new_words(

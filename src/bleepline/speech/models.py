@@ -14,7 +14,16 @@ from typing import Any
 
 from bleepline.manifest import ModelError, verify_model_files
 
-__all__ = ["DEFAULT_MODEL", "ModelError", "ModelSpec", "load_whisper", "resolve_model"]
+__all__ = [
+    "COMPUTE_TYPES",
+    "DEFAULT_MODEL",
+    "DEVICES",
+    "ModelError",
+    "ModelSpec",
+    "default_compute_type",
+    "load_whisper",
+    "resolve_model",
+]
 
 DEFAULT_MODEL = "whisper-tiny-en"
 #: Files a CTranslate2 Whisper directory must hold.
@@ -30,6 +39,7 @@ COMPUTE_TYPES = (
     "default",
     "auto",
 )
+DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,17 @@ class ModelSpec:
             raise ModelError(
                 f"unknown compute type {self.compute_type!r}; use one of {', '.join(COMPUTE_TYPES)}"
             )
-        if self.device not in ("cpu", "cuda", "auto"):
+        if self.device not in DEVICES:
             raise ModelError(f"unknown device {self.device!r}; use cpu, cuda or auto")
         if self.cpu_threads < 0:
             raise ModelError(f"cpu threads must be >= 0, got {self.cpu_threads}")
+
+
+def default_compute_type(device: str) -> str:
+    """The compute type when none is given: int8 on CPU (measured fastest here; the stored weights are
+    float16, which a CPU runs as float32), float16 on a GPU (where the weights are already float16), and
+    CTranslate2's own pick for ``auto``."""
+    return {"cpu": "int8", "cuda": "float16"}.get(device, "auto")
 
 
 def resolve_model(
