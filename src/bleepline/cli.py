@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bleepline import __version__
-from bleepline.commands import demo, keys, models, recordings, redact, send, serve
+from bleepline.commands import demo, keys, models, recordings, redact, review, review_admin, send, serve
 from bleepline.errors import BleeplineError
 
 EXIT_ERROR = 1
@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(run=recordings.run_decrypt)
 
+    p = sub.add_parser(
+        "review",
+        help="the QA web app: sign in, list calls, play redacted recordings with their transcripts",
+        description="Serves the review web app over a recordings store. It decrypts recordings with the "
+        "reviewer identity named in the config, so run it apart from the relay. See docs/review.md.",
+    )
+    review.add_arguments(p)
+    p.set_defaults(run=review.run)
+
     p = sub.add_parser("inspect", help="show a .bleep file's header, length and integrity")
     p.add_argument("recording", type=Path, metavar="FILE.bleep")
     p.add_argument(
@@ -109,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="the model manifest: list known models, verify a model directory")
     models.add_arguments(p)
+
+    review_admin.add_commands(sub)  # audit, retention, crm, users: the review side's admin commands
     return parser
 
 

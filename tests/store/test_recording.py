@@ -19,7 +19,7 @@ from bleepline.store.errors import (
     TruncatedRecordingError,
 )
 from bleepline.store.keys import Identity, RecipientKey
-from bleepline.store.recording import RecordingReader, RecordingWriter
+from bleepline.store.recording import ChunkFrame, RecordingReader, RecordingWriter
 from bleepline.timeline import AudioChunk
 from tests.conftest import noise
 
@@ -399,3 +399,56 @@ def test_impossible_header_length_is_refused_without_reading_it(tmp_path: Path) 
     path.write_bytes(fmt.PREAMBLE.pack(fmt.MAGIC, 1, 0xFFFF_FFF0) + b"{}")
     with pytest.raises(RecordingIntegrityError, match="impossible header length"):
         RecordingReader(path)
+
+
+def test_frames_describe_every_chunk_and_agree_with_scan(tmp_path: Path, identity: Identity) -> None:
+    samples = noise(RATE * 3 + 500, seed=11)
+    path = write_recording(tmp_path / "r.bleep", samples, [identity.recipient])
+    with RecordingReader(path) as reader:
+        frames = reader.frames()
+        layout = reader.scan()
+    assert [(f.offset, f.index) for f in frames] == [(o, i) for i, (o, _) in enumerate(frame_offsets(path))]
+    assert [f.first_sample for f in frames] == [0, RATE, 2 * RATE, 3 * RATE]
+    assert [f.samples for f in frames] == [RATE, RATE, RATE, 500]
+    assert [f.final for f in frames] == [False, False, False, True]
+    assert layout.chunks == len(frames)
+    assert layout.samples == len(samples)
+
+
+def test_chunks_from_a_later_frame_skip_the_ones_before_and_still_verify(
+    tmp_path: Path, identity: Identity
+) -> None:
+    samples = noise(RATE * 4 + 123, seed=12)
+    path = write_recording(tmp_path / "r.bleep", samples, [identity.recipient])
+    with RecordingReader(path) as reader:
+        reader.unlock(identity)
+        frames = reader.frames()
+        tail = list(reader.chunks(frames[2]))
+    assert tail[0].start == 2 * RATE
+    assert np.array_equal(np.concatenate([c.samples for c in tail]), samples[2 * RATE :])
+    # A damaged chunk before the start is never read; a damaged one after it still fails.
+    data = bytearray(path.read_bytes())
+    offset, length = frame_offsets(path)[0]
+    data[offset + length - 1] ^= 1
+    offset, length = frame_offsets(path)[3]
+    data[offset + 10] ^= 1
+    path.write_bytes(bytes(data))
+    with RecordingReader(path) as reader:
+        reader.unlock(identity)
+        frames = reader.frames()
+        got: list[AudioChunk] = []
+        with pytest.raises(RecordingIntegrityError, match="chunk 3"):
+            got.extend(reader.chunks(frames[1]))
+    assert [c.start for c in got] == [RATE, 2 * RATE]
+
+
+def test_a_frame_from_the_wrong_place_fails_authentication(tmp_path: Path, identity: Identity) -> None:
+    samples = noise(RATE * 3, seed=13)
+    path = write_recording(tmp_path / "r.bleep", samples, [identity.recipient])
+    with RecordingReader(path) as reader:
+        reader.unlock(identity)
+        frames = reader.frames()
+        # Chunk 2's bytes presented as chunk 1: its nonce counter does not match.
+        lying = ChunkFrame(1, frames[2].offset, frames[1].first_sample, frames[1].samples, False)
+        with pytest.raises(RecordingIntegrityError, match="chunk 1"):
+            list(reader.chunks(lying))

@@ -212,6 +212,17 @@ class RecordingWriter:
 
 
 @dataclass(frozen=True)
+class ChunkFrame:
+    """One sealed chunk as its frame word describes it: not authenticated until it is decrypted."""
+
+    index: int  # the chunk counter its nonce must carry
+    offset: int  # of its frame word, from the start of the file
+    first_sample: int  # on the recording's timeline
+    samples: int
+    final: bool
+
+
+@dataclass(frozen=True)
 class RecordingLayout:
     """What can be learned about a recording without its key: not authenticated."""
 
@@ -295,32 +306,52 @@ class RecordingReader:
 
     def scan(self) -> RecordingLayout:
         """Walk the chunk frames without a key: counts and lengths only, not authenticated."""
+        frames, end = self._walk_frames()
+        samples = frames[-1].first_sample + frames[-1].samples if frames else 0
+        final = any(frame.final for frame in frames)
+        return RecordingLayout(len(frames), samples, final, os.fstat(self._file.fileno()).st_size - end)
+
+    def frames(self) -> list[ChunkFrame]:
+        """Where each whole chunk frame lies and which samples it holds, from the frame words alone (not
+        authenticated): lets a reader start at chunk *k* without decrypting the ones before it."""
+        return self._walk_frames()[0]
+
+    def _walk_frames(self) -> tuple[list[ChunkFrame], int]:
         size = os.fstat(self._file.fileno()).st_size
         position = self._data_offset
-        chunks = samples = 0
-        final = False
+        frames: list[ChunkFrame] = []
+        samples = 0
         while size - position >= fmt.FRAME.size:
             self._file.seek(position)
             length, is_final = fmt.decode_frame(fmt.FRAME.unpack(self._file.read(fmt.FRAME.size))[0])
             if length > self.header.max_sealed_chunk or position + fmt.FRAME.size + length > size:
                 break
+            count = max(length - fmt.TAG_SIZE, 0) // 2
+            frames.append(ChunkFrame(len(frames), position, samples, count, is_final))
             position += fmt.FRAME.size + length
-            chunks += 1
-            samples += max(length - fmt.TAG_SIZE, 0) // 2
-            final = final or is_final
-        return RecordingLayout(chunks, samples, final, size - position)
+            samples += count
+        return frames, position
 
-    def chunks(self) -> Iterator[AudioChunk]:
+    def chunks(self, start: ChunkFrame | None = None) -> Iterator[AudioChunk]:
         """Yield the recording's audio, one verified chunk at a time, on a timeline from 0.
 
-        Raises ``TruncatedRecordingError`` or ``RecordingIntegrityError`` (carrying how much was
-        verified) at the first chunk that is missing or fails; what was yielded before is genuine.
+        ``start`` (one of ``frames()``) begins there instead of at chunk 0: the chunks before it are
+        skipped unread, and every chunk yielded is still authenticated under its own counter, so a frame
+        list that lies about offsets only makes decryption fail. Raises ``TruncatedRecordingError`` or
+        ``RecordingIntegrityError`` (carrying how much was verified) at the first chunk that is missing
+        or fails; what was yielded before is genuine.
         """
         if self._file_key is None:
             raise ValueError("unlock() the recording with an identity first")
         cipher = fmt.payload_cipher(self._file_key, self.header.stream_salt)
-        self._file.seek(self._data_offset)
-        counter = samples = 0
+        if start is None:
+            self._file.seek(self._data_offset)
+            counter = samples = 0
+        else:
+            if start.offset < self._data_offset:
+                raise ValueError("a chunk frame cannot start inside the header")
+            self._file.seek(start.offset)
+            counter, samples = start.index, start.first_sample
         while True:
             word = self._file.read(fmt.FRAME.size)
             if len(word) < fmt.FRAME.size:

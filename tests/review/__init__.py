@@ -1,0 +1,1 @@
+"""Tests of the reviewer side (library, CLI and web app)."""
