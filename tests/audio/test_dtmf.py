@@ -537,3 +537,95 @@ def test_an_empty_stream_flushes_to_nothing() -> None:
     assert detector.decided_until == 0.0
     assert detector.active_since is None
     assert detector.flush() == []
+
+
+# ---- the shortcut for audio that holds no key changes nothing -------------------------------------------
+
+
+class _Ungated(DtmfDetector):
+    """Every window through every test: the detector as it would be without its shortcut."""
+
+    _gated = False
+
+
+def _trace(detector: DtmfDetector, samples: Samples, size: int) -> list[object]:
+    """Everything a caller can read, after every push and at the end."""
+    seen: list[object] = []
+    for chunk in chunks(samples, detector.sample_rate, size):
+        seen.append((detector.push(chunk), detector.active_since, detector.decided_until))
+    seen.append((detector.flush(), detector.stats))
+    return seen
+
+
+def _hard_cases() -> Iterator[tuple[str, Samples, int]]:
+    """Presses at and beyond the Q.24 limits, near the level floor, in noise; and what must give none."""
+    for deviation in (-0.035, -0.025, -0.015, 0.015, 0.025, 0.035):
+        yield f"frequency {deviation:+.1%}", pcm(keypad(KEYS, 0.05, 0.06, deviation=deviation)[0]), RATE
+    for twist_db in (-9.0, -8.0, -7.5, 3.5, 4.0, 5.0):
+        wave = keypad(KEYS, 0.05, 0.06, dbfs=-12.0 - max(twist_db, 0.0), twist_db=twist_db)[0]
+        yield f"twist {twist_db:+} dB", pcm(wave), RATE
+    for dbfs in (-32.0, -33.0, -34.0):
+        yield f"level {dbfs} dBFS", pcm(keypad(KEYS, 0.05, 0.06, dbfs=dbfs)[0]), RATE
+    for seconds in (0.022, 0.025, 0.03):
+        yield f"{seconds * 1000:.0f} ms presses", pcm(keypad(KEYS, seconds, 0.06)[0]), RATE
+    wave = keypad(KEYS, 0.05, 0.06, dbfs=-20.0)[0]
+    yield "presses in noise", pcm(wave + white_noise(len(wave), -30.0, seed=9)), RATE
+    wave = keypad(KEYS, 0.05, 0.06, rate=16000)[0]
+    yield "presses at 16 kHz", pcm(wave), 16000
+    for dbfs in (-50.0, -20.0, -3.0):
+        yield f"noise {dbfs} dBFS", pcm(white_noise(2 * RATE, dbfs, seed=int(-dbfs))), RATE
+    chord = sum(note(440 * 2 ** (s / 12), 0.5, RATE, [1.0, 0.5, 0.3, 0.2, 0.1], -12.0) for s in (0, 4, 7))
+    yield "a chord", pcm(np.asarray(chord)), RATE
+
+
+@pytest.mark.parametrize(("samples", "rate"), [pytest.param(s, r, id=name) for name, s, r in _hard_cases()])
+def test_the_shortcut_changes_nothing_on_hard_cases(samples: Samples, rate: int) -> None:
+    for size in (rate // 50, 1000):
+        assert _trace(DtmfDetector(rate), samples, size) == _trace(_Ungated(rate), samples, size)
+
+
+def test_a_press_right_after_seconds_without_a_key_in_one_chunk_keeps_its_edge() -> None:
+    # Six seconds of noise pushed at once, then a press in 20 ms packets: its rising edge looks back on
+    # the last windows of that long push, which the shortcut keeps in a batch of their own.
+    press, truth = keypad("1#", on=0.05, off=0.05, lead=0.0)
+    noise = pcm(white_noise(6 * RATE, -35.0, seed=11))
+    keys = pcm(press + white_noise(len(press), -35.0, seed=12))
+
+    def pushed(detector: DtmfDetector) -> list[DtmfTone]:
+        tones = detector.push(AudioChunk(noise, RATE, 0))
+        for chunk in chunks(keys, RATE, RATE // 50, start=len(noise)):
+            tones += detector.push(chunk)
+        return tones + detector.flush()
+
+    tones = pushed(DtmfDetector(RATE))
+    assert tones == pushed(_Ungated(RATE))
+    assert tones == detect(np.concatenate([noise, keys]).astype(np.float64))
+    assert_matches(tones, [(start + 6.0, end + 6.0) for start, end in truth])
+
+
+@pytest.mark.parametrize("path", [KEYPAD, *SPEECH], ids=lambda p: p.stem)
+def test_the_shortcut_changes_nothing_on_the_fixtures(path: Path) -> None:
+    pieces = fixture(path)
+    rate = pieces[0].sample_rate
+    samples = np.concatenate([c.samples for c in pieces])
+    loud = pcm(samples * (32768 * 10 ** (-1 / 20) / np.max(np.abs(samples.astype(np.float64)))))
+    for audio in (samples, loud):
+        assert _trace(DtmfDetector(rate), audio, rate // 50) == _trace(_Ungated(rate), audio, rate // 50)
+
+
+def test_the_shortcut_takes_most_speech_and_noise() -> None:
+    """What makes the detector cheap per packet: most windows without a key stop at the shortcut."""
+    detector = DtmfDetector(RATE)
+    asked: list[bool] = []
+    may_hold_key = detector._may_hold_key
+
+    def counted(frames: npt.NDArray[np.float64], power: npt.NDArray[np.float64]) -> bool:
+        asked.append(may_hold_key(frames, power))
+        return asked[-1]
+
+    detector._may_hold_key = counted  # type: ignore[method-assign]
+    speech = [c.samples for path in SPEECH if path.stem.endswith("_8k") for c in fixture(path)]
+    noise = pcm(white_noise(5 * RATE, -20.0, seed=3))
+    _trace(detector, np.concatenate([*speech, noise]), RATE // 50)
+    assert len(asked) > 1000
+    assert sum(asked) < 0.05 * len(asked)
