@@ -24,7 +24,8 @@ from bleepline.review.audit import AuditError, AuditEvent, AuditLog, AuditRecord
 from bleepline.review.catalog import Catalog
 from bleepline.review.config import ReviewConfig, load_review_config
 from bleepline.review.crm import Delivery, DeliveryStatus, WebhookSender, sender_for, unsent
-from bleepline.review.retention import run_retention
+from bleepline.review.policy import PolicyStore
+from bleepline.review.retention import describe_rule, run_retention
 from bleepline.review.users import USERS_DB, Role, UserStore
 
 #: The environment variable a new password is read from (else it is asked for on the terminal).
@@ -195,15 +196,16 @@ def run_retention_command(args: argparse.Namespace) -> int:
         if not args.dry_run:
             raise BleeplineError("--as-of only previews: use it with --dry-run")
         now = _parse_as_of(args.as_of)
-    if config.retention_days is None and not config.retention_by_tag:
-        print("no retention period configured ([retention] days or by_tag): nothing expires")
+    overrides = PolicyStore.in_state(config.state).overrides()  # set by admins in the web app
+    configured = config.retention_days is not None or config.retention_by_tag
+    if not configured and overrides.days is None and not overrides.by_tag:
+        print("no retention period configured ([retention] days or by_tag, or an override): nothing expires")
     report = run_retention(config, now=now, dry_run=args.dry_run, source=CLI_SOURCE)
     verb = "would shred" if report.dry_run else "shredded"
     for outcome in report.shredded:
-        rule = "store" if outcome.rule == "store" else outcome.rule.replace("tag:", "tag ")
         print(
             f"{verb} {outcome.call_id}: created {outcome.created_at:%Y-%m-%d}, {outcome.age_days} days old; "
-            f"{rule} period {outcome.period_days} days"
+            f"{describe_rule(outcome.rule)} period {outcome.period_days} days"
         )
     for failure in report.failed:
         print(f"FAILED {failure.call_id}: {failure.reason}")

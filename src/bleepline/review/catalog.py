@@ -25,8 +25,8 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from typing import Any
 
 from bleepline.errors import BleeplineError
 from bleepline.review.config import TAG_PATTERN
+from bleepline.review.sqlite_state import connect, create_private
 from bleepline.review.users import User, may_open
 from bleepline.store.errors import StoreError
 from bleepline.store.recording import RecordingReader
@@ -83,6 +84,7 @@ class CallEntry:
     redacted: bool  # False for audio sealed as given (`bleepline seal`)
     recording: Path
     transcript: Path | None  # None while the call runs, or for a sealed file
+    header_tags: frozenset[str] = frozenset()  # the relay's, from the header; ``tags`` adds the admin's
 
     @property
     def total_masked(self) -> float:
@@ -113,17 +115,13 @@ class TagStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise CatalogError(f"{path}: cannot create the tag database: {exc.strerror}") from None
-        with self._db() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS call_tags (call_id TEXT NOT NULL, tag TEXT NOT NULL, "
-                "PRIMARY KEY (call_id, tag))"
-            )
+        create_private(
+            path,
+            "CREATE TABLE IF NOT EXISTS call_tags (call_id TEXT NOT NULL, tag TEXT NOT NULL, "
+            "PRIMARY KEY (call_id, tag))",
+            CatalogError,
+            "tag database",
+        )
 
     @classmethod
     def in_state(cls, state: Path) -> TagStore:
@@ -159,13 +157,8 @@ class TagStore:
         with self._db() as db:
             db.execute("DELETE FROM call_tags WHERE call_id = ?", (call_id,))
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with closing(sqlite3.connect(self.path, timeout=10)) as db, db:
-                yield db
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"{self.path}: tag database error: {exc}") from None
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, CatalogError, "tag database")
 
 
 class Catalog:
@@ -269,6 +262,27 @@ class Catalog:
             raise TranscriptUnavailable(f"call {call_id} has no transcript (still running, or not redacted)")
         return _read_transcript(path, call_id)
 
+    def transcript_bytes(self, call_id: str) -> bytes:
+        """The transcript file exactly as stored, for export; checked to be a readable transcript first
+        (the same checks as ``transcript``), so a damaged one is not handed out as if it were whole."""
+        if not is_call_id(call_id):
+            raise UnknownCall(call_id)
+        path = self.store / f"{call_id}{TRANSCRIPT_SUFFIX}"
+        if not _is_plain_file(path):
+            raise TranscriptUnavailable(f"call {call_id} has no transcript (still running, or not redacted)")
+        data = _read_limited(path, call_id)
+        _parse_transcript(data, call_id)
+        return data
+
+    def subtitles_bytes(self, call_id: str) -> bytes:
+        """The call's WebVTT file exactly as stored (written beside the transcript when a call ends)."""
+        if not is_call_id(call_id):
+            raise UnknownCall(call_id)
+        path = self.store / f"{call_id}{VTT_SUFFIX}"
+        if not _is_plain_file(path):
+            raise TranscriptUnavailable(f"call {call_id} has no subtitles (still running, or not redacted)")
+        return _read_limited(path, call_id)
+
     def _entry(self, call_id: str, admin_tags: frozenset[str]) -> CallEntry:
         recording = self.store / f"{call_id}{RECORDING_SUFFIX}"
         try:
@@ -305,6 +319,7 @@ class Catalog:
             redacted=header.redacted,
             recording=recording,
             transcript=transcript_path,
+            header_tags=header.tags,
         )
 
     def _header(self, recording: Path, info: os.stat_result) -> _Header:
@@ -348,6 +363,10 @@ def _is_plain_file(path: Path) -> bool:
 
 
 def _read_transcript(path: Path, call_id: str) -> dict[str, Any]:
+    return _parse_transcript(_read_limited(path, call_id), call_id)
+
+
+def _read_limited(path: Path, call_id: str) -> bytes:
     try:
         with open(path, "rb") as handle:
             data = handle.read(_MAX_TRANSCRIPT_BYTES + 1)
@@ -355,6 +374,10 @@ def _read_transcript(path: Path, call_id: str) -> dict[str, Any]:
         raise TranscriptUnavailable(f"call {call_id}: transcript cannot be read: {exc.strerror}") from None
     if len(data) > _MAX_TRANSCRIPT_BYTES:
         raise TranscriptUnavailable(f"call {call_id}: transcript is too large")
+    return data
+
+
+def _parse_transcript(data: bytes, call_id: str) -> dict[str, Any]:
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

@@ -27,11 +27,10 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -45,6 +44,7 @@ from bleepline.errors import BleeplineError
 from bleepline.review.audit import AuditEvent, AuditLog
 from bleepline.review.catalog import CallEntry, Catalog, CatalogError, TagStore
 from bleepline.review.config import WEBHOOK_FIELDS, ReviewConfig, ReviewConfigError, WebhookSettings
+from bleepline.review.sqlite_state import connect, create_private
 
 ALLOWED_FIELDS: tuple[str, ...] = WEBHOOK_FIELDS
 TRANSCRIPT_FIELD = "transcript"
@@ -177,17 +177,13 @@ class DeliveryStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise CrmError(f"{path}: cannot create the delivery database: {exc.strerror}") from None
-        with self._db() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS deliveries (call_id TEXT PRIMARY KEY, status TEXT NOT NULL, "
-                "attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL)"
-            )
+        create_private(
+            path,
+            "CREATE TABLE IF NOT EXISTS deliveries (call_id TEXT PRIMARY KEY, status TEXT NOT NULL, "
+            "attempts INTEGER NOT NULL, last_error TEXT, updated_at TEXT NOT NULL)",
+            CrmError,
+            "delivery database",
+        )
 
     def get(self, call_id: str) -> Delivery | None:
         with self._db() as db:
@@ -216,13 +212,8 @@ class DeliveryStore:
             )
         return Delivery(call_id, status, attempts, last_error, now)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with closing(sqlite3.connect(self.path, timeout=10)) as db, db:
-                yield db
-        except sqlite3.DatabaseError as exc:
-            raise CrmError(f"{self.path}: delivery database error: {exc}") from None
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, CrmError, "delivery database")
 
 
 def _delivery(row: tuple[str, str, int, str | None, str]) -> Delivery:

@@ -21,7 +21,7 @@ from bleepline.review.catalog import CallEntry
 from bleepline.review.users import Action, Role, User, can
 from bleepline.review.web_analytics import Aggregates
 
-STATIC_VERSION = "1"  # part of the asset URLs, so a changed script is never mixed with an old page
+STATIC_VERSION = "2"  # part of the asset URLs, so a changed script is never mixed with an old page
 
 #: Colours by entity type: fixed for the common ones, so a reviewer learns them; others by a stable hash.
 ENTITY_COLOURS = {
@@ -68,7 +68,7 @@ class Viewer:
     csrf: str
 
 
-def _csrf_field(token: str) -> str:
+def csrf_field(token: str) -> str:
     return f'<input type="hidden" name="csrf" value="{esc(token)}">'
 
 
@@ -80,6 +80,8 @@ def layout(title: str, body: str, viewer: Viewer | None = None, *, active: str =
             ("/analytics", "Analytics", Action.ANALYTICS),
             ("/audit", "Audit trail", Action.AUDIT),
             ("/admin/users", "Users", Action.ADMIN),
+            ("/admin/calls", "Call tags", Action.ADMIN),
+            ("/admin/retention", "Retention", Action.ADMIN),
         ]
         current = ' aria-current="page"'
         items = "".join(
@@ -89,7 +91,7 @@ def layout(title: str, body: str, viewer: Viewer | None = None, *, active: str =
         )
         nav = (
             f'<nav class="top"><span class="brand">bleepline review</span><ul>{items}</ul>'
-            f'<form method="post" action="/logout" class="logout">{_csrf_field(viewer.csrf)}'
+            f'<form method="post" action="/logout" class="logout">{csrf_field(viewer.csrf)}'
             f'<span class="who">{esc(viewer.user.name)} · {esc(viewer.user.role.value)}</span>'
             '<button type="submit" id="logout">Sign out</button></form></nav>'
         )
@@ -120,7 +122,7 @@ def login_page(csrf: str, *, error: str | None = None, name: str = "") -> str:
         "the audit trail.</p>"
         f"{notice}"
         '<form method="post" action="/login">'
-        f"{_csrf_field(csrf)}"
+        f"{csrf_field(csrf)}"
         '<label>User name <input name="name" id="name" autocomplete="username" required maxlength="64" '
         f'value="{esc(name)}" autofocus></label>'
         '<label>Password <input name="password" id="password" type="password" '
@@ -198,12 +200,12 @@ def _call_row(entry: CallEntry, linked: bool) -> str:
     )
     tags = " ".join(f'<span class="tag">{esc(t)}</span>' for t in sorted(entry.tags))
     return (
-        f"<tr><td>{cell}</td><td>{esc(_when(entry.created_at))}</td><td>{clock(entry.duration)}</td>"
+        f"<tr><td>{cell}</td><td>{esc(when(entry.created_at))}</td><td>{clock(entry.duration)}</td>"
         f"<td>{entities or '—'}</td><td>{entry.total_masked:.1f} s</td><td>{tags}</td></tr>"
     )
 
 
-def _when(moment: datetime) -> str:
+def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
@@ -224,6 +226,7 @@ def call_page(
     *,
     transcript_problem: str | None = None,
     playable: bool = True,
+    exports: Sequence[tuple[str, str]] = (),
 ) -> str:
     duration = max(entry.duration, 0.001)
     redactions = _redactions(transcript)
@@ -237,7 +240,7 @@ def call_page(
         )
     facts = (
         '<dl class="facts">'
-        f"<dt>Started</dt><dd>{esc(_when(entry.created_at))} UTC</dd>"
+        f"<dt>Started</dt><dd>{esc(when(entry.created_at))} UTC</dd>"
         f"<dt>Length</dt><dd>{clock(entry.duration)}</dd>"
         f"<dt>Masked</dt><dd>{entry.total_masked:.1f} s</dd>"
         f"<dt>Tags</dt><dd>{esc(', '.join(sorted(entry.tags))) or '—'}</dd>"
@@ -273,9 +276,36 @@ def call_page(
     body = (
         '<p class="crumbs"><a href="/calls">Calls</a> &rsaquo;</p>'
         f"<h1>Call <code>{esc(entry.call_id)}</code></h1>"
-        f"{warning}{facts}{player}{timeline}{legend}<h2>Redacted transcript</h2>{text_block}"
+        f"{warning}{facts}{player}{_exports(entry.call_id, exports)}{timeline}{legend}"
+        f"<h2>Redacted transcript</h2>{text_block}"
     )
     return layout(f"Call {entry.call_id}", body, viewer, active="/calls")
+
+
+#: What a supervisor may download, by file name under ``/calls/<id>/export/``.
+EXPORTS = {
+    "transcript.json": "Transcript (JSON)",
+    "transcript.vtt": "Subtitles (WebVTT)",
+    "audio.wav": "Audio (WAV)",
+}
+
+
+def export_kinds(has_transcript: bool, playable: bool) -> list[tuple[str, str]]:
+    """(file name, label) of the exports a call offers: transcripts once written, audio with a key."""
+    names = (["transcript.json", "transcript.vtt"] if has_transcript else []) + (
+        ["audio.wav"] if playable else []
+    )
+    return [(name, EXPORTS[name]) for name in names]
+
+
+def _exports(call_id: str, exports: Sequence[tuple[str, str]]) -> str:
+    if not exports:
+        return ""
+    links = " ".join(
+        f'<a class="button" href="/calls/{esc(call_id)}/export/{esc(name)}" download>{esc(label)}</a>'
+        for name, label in exports
+    )
+    return f'<p class="exports" id="exports">Export (recorded in the audit trail): {links}</p>'
 
 
 def _provenance(transcript: Mapping[str, Any] | None) -> str:
@@ -491,7 +521,7 @@ def _role_select(selected: Role | None = None) -> str:
 def users_page(
     viewer: Viewer, users: Sequence[User], *, notice: str | None = None, error: str | None = None
 ) -> str:
-    token = _csrf_field(viewer.csrf)
+    token = csrf_field(viewer.csrf)
     messages = (f'<p class="notice" role="status">{esc(notice)}</p>' if notice else "") + (
         f'<p class="error" role="alert">{esc(error)}</p>' if error else ""
     )

@@ -3,7 +3,9 @@
 Each call's age counts from its recording header's ``created_at``. The periods that apply to a call are
 the store's ``retention.days`` and ``retention.by_tag`` for each of its tags; the **shortest** wins,
 because retention is a promise to delete: a call tagged ``outsourced`` (30 days) in a 90-day store is
-kept 30 days. A call that no period covers is kept. (A legal hold that must outlive the policy is not
+kept 30 days. Overrides an admin stored in ``state/policy.db`` (``bleepline.review.policy``: store-wide
+or per tag) are further candidates under the same rule, so they can shorten retention, never lengthen
+it. A call that no period covers is kept. (A legal hold that must outlive the policy is not
 modelled here; it would be a tag that exempts, decided by whoever owns that policy.)
 
 Shredding, per call:
@@ -28,7 +30,7 @@ import base64
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +46,7 @@ from bleepline.review.catalog import (
     TagStore,
 )
 from bleepline.review.config import ReviewConfig
+from bleepline.review.policy import Overrides, PolicyStore
 from bleepline.store import format as fmt
 
 
@@ -58,7 +61,7 @@ class Expiry:
     entry: CallEntry
     age_days: int
     period_days: int
-    rule: str  # "store" or "tag:<name>"
+    rule: str  # "store", "tag:<name>", "override:store" or "override:tag:<name>"
 
 
 @dataclass(frozen=True)
@@ -86,22 +89,41 @@ class RetentionReport:
     kept: int  # calls not yet expired (or under no period)
 
 
-def period_for(entry: CallEntry, config: ReviewConfig) -> tuple[int, str] | None:
-    """The shortest retention period (days) that applies to ``entry``, and its rule; None if none does."""
-    candidates: list[tuple[int, str]] = []
-    if config.retention_days is not None:
-        candidates.append((config.retention_days, "store"))
-    for tag in sorted(entry.tags):
-        days = config.retention_by_tag.get(tag)
-        if days is not None:
-            candidates.append((days, f"tag:{tag}"))
+def period_for(
+    entry: CallEntry, config: ReviewConfig, overrides: Overrides | None = None
+) -> tuple[int, str] | None:
+    """The shortest retention period (days) that applies to ``entry``, and its rule; None if none does.
+    ``overrides`` (from the policy store) add candidates; they never remove the config's."""
+    candidates = _candidates(entry, "", config.retention_days, config.retention_by_tag)
+    if overrides is not None:
+        candidates += _candidates(entry, "override:", overrides.days, overrides.by_tag)
     return min(candidates) if candidates else None
 
 
-def expired_with_reasons(catalog: Catalog, config: ReviewConfig, now: datetime) -> list[Expiry]:
+def _candidates(
+    entry: CallEntry, prefix: str, days: int | None, by_tag: Mapping[str, int]
+) -> list[tuple[int, str]]:
+    found = [] if days is None else [(days, f"{prefix}store")]
+    for tag in sorted(entry.tags):
+        tag_days = by_tag.get(tag)
+        if tag_days is not None:
+            found.append((tag_days, f"{prefix}tag:{tag}"))
+    return found
+
+
+def describe_rule(rule: str) -> str:
+    """A rule as a person reads it: ``store``, ``tag outsourced``, ``store override``, ..."""
+    base = rule.removeprefix("override:")
+    words = "store" if base == "store" else base.replace("tag:", "tag ", 1)
+    return f"{words} override" if rule.startswith("override:") else words
+
+
+def expired_with_reasons(
+    catalog: Catalog, config: ReviewConfig, now: datetime, overrides: Overrides | None = None
+) -> list[Expiry]:
     found = []
     for entry in catalog.calls():
-        period = period_for(entry, config)
+        period = period_for(entry, config, overrides)
         if period is None:
             continue
         days, rule = period
@@ -111,10 +133,12 @@ def expired_with_reasons(catalog: Catalog, config: ReviewConfig, now: datetime) 
     return found
 
 
-def expired(catalog: Catalog, config: ReviewConfig, now: datetime) -> list[CallEntry]:
+def expired(
+    catalog: Catalog, config: ReviewConfig, now: datetime, overrides: Overrides | None = None
+) -> list[CallEntry]:
     """The calls whose retention period has run out at ``now`` (``created_at + period <= now``), oldest
     first."""
-    return [e.entry for e in expired_with_reasons(catalog, config, now)]
+    return [e.entry for e in expired_with_reasons(catalog, config, now, overrides)]
 
 
 def shred_keys(recording: Path) -> int:
@@ -183,11 +207,13 @@ def run_retention(
     dry_run: bool = False,
     source: str = "retention",
 ) -> RetentionReport:
-    """Shred and remove every expired recording (or, with ``dry_run``, only say which)."""
+    """Shred and remove every expired recording (or, with ``dry_run``, only say which), under the
+    config's periods and the overrides stored in the state directory."""
     now = now or datetime.now(UTC)
     tags = TagStore.in_state(config.state)
     catalog = Catalog(config.store, tags)
-    expiries = expired_with_reasons(catalog, config, now)
+    overrides = PolicyStore.in_state(config.state).overrides()
+    expiries = expired_with_reasons(catalog, config, now, overrides)
     kept = len(catalog.calls()) - len(expiries)
     audit = AuditLog(config.state)
     done: list[ShredOutcome] = []
@@ -197,25 +223,47 @@ def run_retention(
         if dry_run:
             done.append(_outcome(expiry, ()))
             continue
+
+        def record(_keys: int, expiry: Expiry = expiry) -> None:
+            audit.append(
+                AuditEvent.RETENTION_SHRED,
+                call_id=expiry.entry.call_id,
+                source=source,
+                detail={
+                    "age_days": expiry.age_days,
+                    "period_days": expiry.period_days,
+                    "rule": audit_rule(expiry.rule),
+                },
+            )
+
         try:
-            shred_keys(entry.recording)
+            removed = shred_call(config.store, entry, tags, record)
         except RetentionError as exc:
             failed.append(RetentionFailure(entry.call_id, str(exc)))
             continue
-        audit.append(
-            AuditEvent.RETENTION_SHRED,
-            call_id=entry.call_id,
-            source=source,
-            detail={"age_days": expiry.age_days, "period_days": expiry.period_days, "rule": expiry.rule},
-        )
-        try:
-            removed = _remove(config.store, entry)
-        except RetentionError as exc:  # shredded already (unreadable); a rerun removes what is left
-            failed.append(RetentionFailure(entry.call_id, str(exc)))
-            continue
-        tags.forget(entry.call_id)
         done.append(_outcome(expiry, removed))
     return RetentionReport(dry_run, tuple(done), tuple(failed), catalog.skipped, kept)
+
+
+def shred_call(
+    store: Path, entry: CallEntry, tags: TagStore | None, record: Callable[[int], None]
+) -> tuple[str, ...]:
+    """Crypto-shred one call, as described at the top: keys destroyed, then ``record(keys_destroyed)``
+    (it writes the audit record; if it raises, the files stay, already unreadable, and a rerun finishes
+    the job), then the files removed and the call's admin tags forgotten. Returns the names removed.
+    ``RetentionError`` when the keys cannot be destroyed or a file cannot be removed."""
+    keys = shred_keys(entry.recording)
+    record(keys)
+    removed = _remove(store, entry)  # shredded already (unreadable); a rerun removes what is left
+    if tags is not None:
+        tags.forget(entry.call_id)
+    return removed
+
+
+def audit_rule(rule: str) -> str:
+    """``rule`` for an audit record, whose tokens are at most 64 characters: a rule naming a long tag is
+    cut to its kind rather than stopping the run."""
+    return rule if len(rule) <= 64 else rule.rsplit(":", 1)[0]
 
 
 def _outcome(expiry: Expiry, removed: Sequence[str]) -> ShredOutcome:

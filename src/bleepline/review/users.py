@@ -26,18 +26,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from bleepline.errors import BleeplineError
 from bleepline.review.config import TAG_PATTERN
+from bleepline.review.sqlite_state import connect, create_private
 
 USERS_DB = "users.db"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -224,25 +224,16 @@ class UserStore:
         return user
 
     def _create(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise UserError(f"{self.path}: cannot create the user database: {exc.strerror}") from None
-        with self._db() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS users ("
-                " name TEXT PRIMARY KEY, role TEXT NOT NULL, tags TEXT NOT NULL, password TEXT NOT NULL)"
-            )
+        create_private(
+            self.path,
+            "CREATE TABLE IF NOT EXISTS users ("
+            " name TEXT PRIMARY KEY, role TEXT NOT NULL, tags TEXT NOT NULL, password TEXT NOT NULL)",
+            UserError,
+            "user database",
+        )
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with closing(sqlite3.connect(self.path, timeout=10)) as db, db:
-                yield db
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path}: user database error: {exc}") from None
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, UserError, "user database")
 
 
 def _user(row: tuple[str, str, str, str]) -> User:
