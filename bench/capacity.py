@@ -18,13 +18,15 @@ seconds per call. The generator's own send lateness is shown too: if it is high,
 relay) is what ran out of CPU, and the step says nothing.
 
 Run: PYTHONPATH=. .venv/bin/python -m bench.capacity [--mode record|listen|both] [--calls 1,2,4]
-[--duration S]. The machine is shared: figures are noisy; compare steps of one run rather than runs.
+[--duration S] [--model DIR --device cuda] [--json PATH]. The machine is shared: figures are noisy;
+compare steps of one run rather than runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import select
 import socket
@@ -35,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -467,6 +469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-late-ms", type=float, default=20.0, help="p99 lag that fails a step")
     parser.add_argument("--fixture", type=Path, default=FIXTURE)
     parser.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
+    parser.add_argument("--model", default=None, help="speech model: name or CTranslate2 directory")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compute-type", default="int8")
+    parser.add_argument("--json", type=Path, help="also write the steps as JSON here")
     args = parser.parse_args(argv)
 
     context = mp.get_context("spawn")
@@ -480,30 +486,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         plans.append(("listen", args.calls or args.listen_calls, args.duration or 20.0))
     print(f"fixture {args.fixture.name}; {mp.cpu_count()} CPUs; 20 ms PCMU; passthrough and redacted legs on")
     print(HEADER, flush=True)
+    steps: list[Step] = []
     try:
         for mode, counts, duration in plans:
             if mode == "listen":
-                factory, models = _real_listener()
+                factory, models = _real_listener(args.model, args.device, args.compute_type)
             else:
                 factory, models = (lambda rate: None), {"asr": "none", "pii": "none"}
             for n in counts:
                 step = run_step(mode, n, duration, factory, models, parent, args.max_late_ms)
+                steps.append(step)
                 print(show(step), flush=True)
                 if not step.ok and not args.keep_going:
                     break
     finally:
         parent.send(("quit",))
         generator.join(10)
+        if args.json:
+            # Written even when a step raised part-way: the steps that ran are the result.
+            args.json.write_text(json.dumps([asdict(s) for s in steps], indent=2))
     return 0
 
 
-def _real_listener() -> tuple[Callable[[int], Listener | None], dict[str, str]]:
+def _real_listener(
+    model: str | None = None, device: str = "cpu", compute_type: str = "int8"
+) -> tuple[Callable[[int], Listener | None], dict[str, str]]:
     """The listener ``bleepline serve`` uses: the models loaded once here and shared by every call."""
     from bleepline.commands.redact import Redactor
     from bleepline.speech.models import resolve_model
 
     began = time.monotonic()
-    redactor = Redactor([], RedactionPolicy(), resolve_model())
+    spec = resolve_model(model, compute_type=compute_type, device=device)
+    redactor = Redactor([], RedactionPolicy(), spec)
     print(f"(models loaded in {time.monotonic() - began:.1f} s)", flush=True)
     return redactor.listener, redactor.models
 
