@@ -42,14 +42,26 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+#: Paths whose changes would make the figures belong to the working tree rather than the commit.
+_MEASURED = ("src", "bench", "fixtures", "models", "pyproject.toml", ":!bench/results", ":!bench/RESULTS*.md")
+
+
 def _git_commit() -> str:
-    """The commit, and whether the tree had changes (the figures then belong to the tree, not the commit)."""
+    """The commit, and whether the tree had changes (the figures then belong to the tree, not the commit).
+
+    Only what can change a figure counts: the code, the benchmarks, the fixtures and the dependencies, not
+    prose nor this runner's own earlier output (RESULTS files and plots, rewritten by every run).
+    """
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "status", "--porcelain", "--", *_MEASURED],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"

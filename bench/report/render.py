@@ -495,7 +495,7 @@ def how(results: dict[str, Any]) -> list[str]:
         "",
         f"`{results.get('command', 'PYTHONPATH=. .venv/bin/python -m bench')}` — "
         f"{sum(timings.values()) / 60:.1f} min in all. Each section's figures are also in "
-        "`bench/results/results.json`; the lead reruns this on a quieter machine before committing.",
+        "`bench/results/results.json`.",
         "",
     ]
     lines += _table(
