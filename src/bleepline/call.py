@@ -35,8 +35,10 @@ KEYPAD_MARGIN_S = 0.02
 #: Provisional masking is re-judged only this far behind where the transcript is final: the words just
 #: before that point are the ones a value still being said may yet claim.
 SETTLE_S = 0.5
-#: Around a word that could be part of a value, provisional masking is never taken back (Whisper's word
-#: edges are this loose; the detector pads its spans alike).
+#: Around a word that could be part of a value, provisional masking is never taken back: Whisper's word
+#: edges are this loose, and the detector pads its spans alike. The policy's own span padding is kept on
+#: top (``_settle``), so that nothing a span over that word would mask is ever given back: given back and
+#: claimed again later, it would have gone out unmasked in between (a late mark).
 VALUE_WORD_GUARD_S = 0.25
 
 
@@ -290,20 +292,26 @@ class CallSession:
         words the recognizer may have misheard stay masked: speech it missed may be there.
         """
         released = self.delay.released_until
+        pad_before, pad_after = self.policy.pad_before_s, self.policy.pad_after_s
         until = hearing.final_until - (0.0 if last else SETTLE_S)  # after the last word, nothing can claim it
+        if hearing.tentative_words and not last:
+            # A word not final yet may have begun well before the final point (words are final whole),
+            # and may turn out to be a value: nothing its guard would keep is judged before it is final.
+            until = min(until, hearing.tentative_words[0].start - VALUE_WORD_GUARD_S - pad_before)
         self._settled_at = hearing.final_until
         if self._words and self._words[0].end < released - 1.0:
             self._words = [w for w in self._words if w.end >= released - 1.0]
         if until <= released:
             return
-        pad_before, pad_after = self.policy.pad_before_s, self.policy.pad_after_s
         keep = [(s.start - pad_before, s.end + pad_after) for s in hearing.spans]
         plain: list[tuple[float, float]] = []
         for word, talk in zip(self._words, classify(self._words), strict=True):
             if talk is Talk.PLAIN:
                 plain.append((word.start, word.end))
             elif talk is Talk.VALUE:
-                keep.append((word.start - VALUE_WORD_GUARD_S, word.end + VALUE_WORD_GUARD_S))
+                keep.append(
+                    (word.start - VALUE_WORD_GUARD_S - pad_before, word.end + VALUE_WORD_GUARD_S + pad_after)
+                )
             else:
                 keep.append((word.start, word.end))
         for start, end in _joined(plain):

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipients(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the outputs")
     p.add_argument(
-        "--delay", type=float, metavar="S", help="seconds audio is held for the recognizer (default 3)"
+        "--delay", type=float, metavar="S", help="seconds audio is held for the recognizer (default 3.5)"
     )
     p.add_argument("--mask", choices=("beep", "silence"), help="how personal data is masked (default beep)")
     p.add_argument("--model", help="speech model: whisper-tiny-en (default) or a CTranslate2 directory")

@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="recipient public key; repeat for several recipients",
     )
     add("--store", type=Path, metavar="DIR", help="directory for the recordings")
-    add("--delay", metavar="S", help="seconds audio is held for the recognizer (default 3)")
+    add("--delay", metavar="S", help="seconds audio is held for the recognizer (default 3.5)")
     add("--mask", metavar="|".join(MASK_MODES), help="how personal data is masked (default beep)")
     add(
         "--idle-timeout",
