@@ -1,4 +1,4 @@
-"""Screenshots of the review app for docs/review.md: the call list and a call page, in headless Chromium.
+"""Screenshots of the review app for docs/review.md, taken in headless Chromium.
 
 Builds a store the way a deployment would: a reviewer key pair (`bleepline keygen`), the project's own
 fixture calls redacted with `bleepline redact` (real speech, real redactions and transcripts), a few users
@@ -6,8 +6,9 @@ and tags; then runs `bleepline review` on 127.0.0.1 and drives Debian's chromium
 
     .venv/bin/python tools/review_screenshots.py [--out docs]
 
-Writes review-list.png, review-call.png and review-analytics.png. Needs the Debian packages chromium and
-chromium-driver, and selenium (the dev extra). Nothing is downloaded.
+Writes review-list.png, review-call.png, review-analytics.png, review-audit.png and review-retention.png.
+Needs the Debian packages chromium and chromium-driver, and selenium (the dev extra). Nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -62,13 +63,18 @@ def build_store(work: Path) -> Path:
     users.add("alice", PASSWORD, "reviewer")
     users.add("sam", PASSWORD, "supervisor")
     users.add("otto", PASSWORD, "reviewer", {"outsourced"})
+    users.add("audrey", PASSWORD, "auditor")
+    users.add("adam", PASSWORD, "admin")
     tags = TagStore.in_state(work / "state")
     tags.set("phone_awb_8k", {"outsourced"})
     tags.set("address_kal_8k", {"outsourced", "emea"})
     tags.set("card_kal_8k", {"payments"})
     config = work / "review.toml"
     identity = work / "keys" / "identity.key"
-    config.write_text(f'store = "{work / "store"}"\nstate = "{work / "state"}"\nidentity = "{identity}"\n')
+    config.write_text(
+        f'store = "{work / "store"}"\nstate = "{work / "state"}"\nidentity = "{identity}"\n'
+        "[retention]\ndays = 90\nby_tag = { outsourced = 30 }\n"
+    )
     return config
 
 
@@ -152,11 +158,21 @@ def main(argv: list[str] | None = None) -> int:
             sign_in(browser, base, "sam", "/calls")
             browser.get(f"{base}/analytics")
             browser.save_screenshot(str(args.out / "review-analytics.png"))
+
+            for name, landing, page, shot in (
+                ("audrey", "/audit", "/audit", "review-audit.png"),
+                ("adam", "/calls", "/admin/retention", "review-retention.png"),
+            ):
+                browser.find_element(By.ID, "logout").click()
+                wait_for(lambda: browser.current_url.endswith("/login"), "signing out")
+                sign_in(browser, base, name, landing)
+                browser.get(f"{base}{page}")
+                browser.save_screenshot(str(args.out / shot))
         finally:
             browser.quit()
             process.terminate()
             process.wait(timeout=10)
-    print(f"wrote review-list.png, review-call.png and review-analytics.png in {args.out}")
+    print(f"wrote review-list, -call, -analytics, -audit and -retention .png in {args.out}")
     return 0
 
 
