@@ -29,7 +29,15 @@ from bleepline.redact.policy import RedactionPolicy
 from bleepline.server import RelayServer
 from bleepline.store.transcript import TranscriptBuilder
 from bleepline.timeline import AudioChunk, PiiSpan
-from bleepline.transport.rtp import RtcpBye, RtpPacket, TelephoneEvent, is_rtcp, parse_rtcp, parse_rtp
+from bleepline.transport.rtp import (
+    RtcpBye,
+    RtcpSenderReport,
+    RtpPacket,
+    TelephoneEvent,
+    is_rtcp,
+    parse_rtcp,
+    parse_rtp,
+)
 from bleepline.transport.sdp import parse_offer
 from bleepline.transport.sender import PacedLeg, RtpLegSender
 from tests.conftest import sine
@@ -80,6 +88,15 @@ class Collector:
 
     def rtp(self) -> list[tuple[float, RtpPacket]]:
         return [(at, parse_rtp(data)) for at, data in list(self.received) if not is_rtcp(data)]
+
+    def sender_reports(self) -> list[tuple[float, RtcpSenderReport]]:
+        return [
+            (at, report)
+            for at, data in list(self.received)
+            if is_rtcp(data)
+            for report in parse_rtcp(data)
+            if isinstance(report, RtcpSenderReport)
+        ]
 
     def byes(self) -> list[RtcpBye]:
         return [
@@ -152,9 +169,11 @@ def audio_packets(
 
 
 def test_both_legs_passthrough_is_byte_identical_and_redacted_is_the_released_audio(
-    tmp_path: Path, key_pair: tuple[Path, Path]
+    tmp_path: Path, key_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pub, key = key_pair
+    # Sender reports every 0.2-0.6 s instead of 2.5-7.5 s, so that a few fit in this short call.
+    monkeypatch.setattr(PacedLeg, "REPORT_INTERVAL_S", 0.4)
     # Cleared 0.2 s behind, PII said at 0.3-0.6 s: the released audio is the input with a beep there.
     listener = ScriptedListener([PiiSpan(0.3, 0.6, "CREDIT_CARD", 0.9, final=True)], lag=0.2)
     first, second = sine(1.0, 8000, 440.0, 0.3), sine(1.0, 8000, 660.0, 0.3)
@@ -247,6 +266,14 @@ def test_both_legs_passthrough_is_byte_identical_and_redacted_is_the_released_au
 
     [bye] = leg_rx.byes()
     assert bye.ssrcs == (ssrc,)
+    # RTCP sender reports all along, not only with the BYE: the leg's SSRC, packets counted as they go.
+    reports = leg_rx.sender_reports()
+    assert len(reports) >= 5
+    assert {report.ssrc for _, report in reports} == {ssrc}
+    counts = [report.packet_count for _, report in reports]
+    assert counts == sorted(counts)
+    assert counts[-1] == len(got)  # the goodbye's report counts every packet
+    assert sum(1 for at, _ in reports if at < ended_at) >= 3
     assert stats["sent"] == {"passthrough": len(schedule), "redacted": len(got)}
     assert "127.0.0.1" not in json.dumps(stats)
 

@@ -43,6 +43,7 @@ from bleepline.relay.legs import (
     check_leg_families,
     leg_address,
     redacted_leg,
+    send_leg_report,
     send_leg_tail,
 )
 from bleepline.relay.status import CallStatus, call_drops, sent_counts
@@ -540,6 +541,7 @@ class RelayServer(asyncio.DatagramProtocol):
                     if call.leg is not None:
                         # What this tick released goes out now: the release clock paces the leg.
                         call.leg.pump(now)
+                        send_leg_report(call, now)
                 except Exception as exc:  # one call's bug must not stop the others
                     log.error("call %s: tick failed (%s); ending it", call.call_id, type(exc).__name__)
                     self._end_call(call, "error")

@@ -6,6 +6,7 @@ Everything runs on generated tones and noise, without sockets or sleeping.
 from __future__ import annotations
 
 import itertools
+import random
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from bleepline.audio import g711
 from bleepline.audio.codecs import L16_8K, L16_16K, OPUS, PCMU, decoder_for
 from bleepline.timeline import AudioChunk
 from bleepline.transport.rtp import RtcpBye, RtcpSenderReport, RtpPacket, ntp_timestamp, parse_rtcp
-from bleepline.transport.sender import RtpLegSender
+from bleepline.transport.sender import PacedLeg, RtpLegSender
 from tests.conftest import noise, sine
 
 _U32 = 1 << 32
@@ -288,3 +289,39 @@ def test_resampled_timestamps_follow_the_chunk_timeline(layout: list[tuple[int, 
         assert after.timestamp - before.timestamp >= 320
     # Every input sample is inside some packet: the last packet reaches the end of the audio.
     assert packets[-1].timestamp + 320 >= 2 * position
+
+
+def test_a_paced_leg_reports_every_five_seconds_or_so_once_it_sends() -> None:
+    sent: list[bytes] = []
+    leg = PacedLeg(RtpLegSender(PCMU, 0, sample_rate=8000), sent.append, jitter=random.Random(7))
+    reports: list[tuple[float, RtcpSenderReport]] = []
+    assert leg.report_due(0.0, 1_700_000_000.0) is None  # nothing sent yet: nothing to report
+    for step in range(1500):  # 30 s of 20 ms packets, pumped on their own clock
+        now = step * 0.02
+        leg.write(AudioChunk(sine(0.02, 8000), 8000, step * 160))
+        leg.pump(now)
+        report = leg.report_due(now, 1_700_000_000.0 + now)
+        if report is not None:
+            (parsed,) = parse_rtcp(report)
+            assert isinstance(parsed, RtcpSenderReport)
+            reports.append((now, parsed))
+    times = [0.0] + [at for at, _ in reports]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(reports) >= 4
+    assert all(2.5 - 0.02 <= gap <= 7.5 + 0.02 for gap in gaps), gaps
+    assert len({round(gap, 1) for gap in gaps}) > 1  # drawn, not fixed: legs must not report in step
+    for at, parsed in reports:
+        assert parsed.ssrc == leg.sender.ssrc
+        assert parsed.packet_count == round(at / 0.02) + 1  # every packet made by then has gone
+    assert leg.reports == len(reports)
+
+
+def test_a_failed_leg_stops_reporting() -> None:
+    def refuse(data: bytes) -> None:
+        raise OSError("network unreachable")
+
+    leg = PacedLeg(RtpLegSender(PCMU, 0, sample_rate=8000), refuse, jitter=random.Random(1))
+    leg.write(AudioChunk(sine(0.02, 8000), 8000, 0))
+    leg.pump(0.0)
+    assert leg.failed
+    assert all(leg.report_due(t, 1_700_000_000.0 + t) is None for t in (0.0, 10.0, 20.0))

@@ -85,6 +85,25 @@ def redacted_leg(
     return leg, rtcp or address
 
 
+def send_leg_report(call: _Call, now: float) -> None:
+    """The redacted leg's periodic RTCP sender report, when one is due (``PacedLeg.report_due``).
+
+    A report that cannot be sent is logged and skipped: the audio matters, the report does not.
+    """
+    leg, endpoint = call.leg, call.endpoint
+    if leg is None or endpoint is None or call.leg_rtcp is None:
+        return
+    try:
+        report = leg.report_due(now, time.time())
+        if report is None:
+            return
+        if call.srtp is not None:
+            report = call.srtp.outbound.protect_rtcp(report)
+        endpoint.send(report, call.leg_rtcp)
+    except Exception as exc:
+        log.warning("call %s: redacted leg report not sent (%s)", call.call_id, type(exc).__name__)
+
+
 async def send_leg_tail(call: _Call, delay_s: float) -> None:
     """The redacted leg's last D seconds (drained at once at the end) at the release clock's pace,
     then an RTCP BYE; then the call's port is closed."""

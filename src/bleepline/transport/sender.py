@@ -7,6 +7,7 @@ leaves from the times its caller gives it, and hands it to the caller's send fun
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -268,11 +269,26 @@ class PacedLeg:
     on; a redacted leg that falls silent leaks nothing. Only the exception's type is logged.
     """
 
-    def __init__(self, sender: RtpLegSender, send: Callable[[bytes], None], *, slack_s: float = 0.02) -> None:
+    #: RFC 3550 6.2: a sender reports at least 5 s apart, each interval drawn from 0.5 to 1.5 times that,
+    #: so that legs started together do not report in step.
+    REPORT_INTERVAL_S = 5.0
+
+    def __init__(
+        self,
+        sender: RtpLegSender,
+        send: Callable[[bytes], None],
+        *,
+        slack_s: float = 0.02,
+        jitter: random.Random | None = None,
+    ) -> None:
         if not slack_s >= 0.0:
             raise ValueError(f"slack must be >= 0 s, got {slack_s}")
         self.sender = sender
         self.slack_s = slack_s
+        #: RTCP sender reports made by ``report_due``.
+        self.reports = 0
+        self._jitter = jitter if jitter is not None else random.Random()
+        self._next_report: float | None = None
         #: RTP packets handed to ``send``; RTCP is not counted.
         self.packets_sent = 0
         #: Packets made but never sent: queued when the leg failed.
@@ -327,6 +343,27 @@ class PacedLeg:
             sent += 1
         self.packets_sent += sent
         return sent
+
+    def report_due(self, now: float, now_unix: float) -> bytes | None:
+        """An RTCP sender report if one is due at ``now`` (the pump's clock), else None.
+
+        Receivers (recorders, SBCs) watch RTCP to tell a live stream from a dead one and to map its
+        timestamps to wall-clock time, so a leg reports all along, not only in its goodbye. The first
+        report comes one interval after the first packet went; none once the leg has failed.
+        """
+        if self.failed or self.packets_sent == 0:
+            return None
+        if self._next_report is None:
+            self._next_report = now + self._interval()
+            return None
+        if now < self._next_report:
+            return None
+        self._next_report = now + self._interval()
+        self.reports += 1
+        return self.sender.sender_report(now_unix)
+
+    def _interval(self) -> float:
+        return self.REPORT_INTERVAL_S * self._jitter.uniform(0.5, 1.5)
 
     def goodbye(self, now_unix: float) -> bytes:
         """The leg's last datagram: an RTCP compound of a sender report and a BYE (RFC 3550 6.1, 6.6)."""
