@@ -22,17 +22,19 @@ from typing import Any
 
 import pytest
 
+# Selenium is a dev dependency (the quick start installs it): imported plainly, so a broken install fails
+# the run instead of skipping the one test that drives a real browser.
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.selenium_manager import SeleniumManager
+
 from bleepline.review.audit import AuditLog
 from bleepline.review.config import ReviewConfig
 from tests.review.conftest import password_of
-
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.options import Options  # noqa: E402 - after the skip above
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.selenium_manager import SeleniumManager  # noqa: E402
 
 CALL = "c-0001"  # 12 s; transcript lines start at 0.0, 2.6, 4.2, 6.0 and 9.5 s
 SEEK_TOLERANCE_S = 0.3
