@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import re
+import tempfile
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -1033,3 +1034,31 @@ def test_an_empty_recording_is_a_header_only_wav(tmp_path: Path) -> None:
     finally:
         wav.close()
     assert list(wav.read()) == [wav_header(8000, 0)]  # the header needs no file; audio would stop here
+
+
+def test_playing_seeking_and_exporting_write_no_decrypted_audio_anywhere(
+    review_store: ReviewConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Temporary files would land here: the app must not make any.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    samples = expected_wav(review_store, UNTAGGED)[44:]
+    probe = samples[len(samples) // 2 : len(samples) // 2 + 64]  # 32 samples of tone from mid-call
+    assert any(probe)
+    assert probe not in (review_store.store / f"{UNTAGGED}.bleep").read_bytes()  # sealed, it is not there
+
+    async def scenario(b: Browser) -> None:
+        await b.login("sam")  # a supervisor: plays and exports
+        seek = await b.get(f"/calls/{UNTAGGED}/audio.wav", headers={"Range": "bytes=1000-20000"})
+        assert seek.status == 206
+        await seek.read()
+        for path in (f"/calls/{UNTAGGED}/audio.wav", f"/calls/{UNTAGGED}/export/audio.wav"):
+            response = await b.get(path)
+            assert response.status == 200
+            assert probe in await response.read()  # the probe is audio the app really decrypted
+
+    run(review_store, scenario)
+    written = [p for root in (scratch, review_store.store, review_store.state) for p in root.rglob("*")]
+    assert not [p for p in written if p.is_file() and probe in p.read_bytes()]
