@@ -35,6 +35,14 @@ def free_ports(count: int) -> range:
     return range(first, min(first + count, 65536))
 
 
+def free_tcp_port() -> int:
+    """A TCP port to listen on. Probed over TCP: a port free for UDP may be the local end of a TCP
+    connection (both come from the same ephemeral range), and binding it to listen then fails."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @contextmanager
 def relay(
     tmp_path: Path, pub: Path, ports: range, *, allow_plain_rtp: bool = True

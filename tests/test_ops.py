@@ -30,7 +30,7 @@ from bleepline.server import RelayServer
 from bleepline.timeline import AudioChunk
 from bleepline.transport.sdp import parse_offer
 from tests.harness import LOOPBACK_ANY, make_server, request, serving
-from tests.test_control import AUTH, SDP, TOKEN, free_ports, offer
+from tests.test_control import AUTH, SDP, TOKEN, free_ports, free_tcp_port, offer
 from tests.test_serve import packets, send_paced, udp, wait_for
 
 METRICS_TOKEN = "scrape-only-token"
@@ -309,7 +309,7 @@ def test_text_logs_show_an_exception_by_type_only() -> None:
 def test_serve_from_a_config_file_drains_on_sigterm(tmp_path: Path, key_pair: tuple[Path, Path]) -> None:
     pub, identity = key_pair
     store = tmp_path / "store"
-    [control_port] = free_ports(1)
+    control_port = free_tcp_port()
     ports = free_ports(4)
     config = tmp_path / "serve.toml"
     config.write_text(
