@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bleepline.pii.plain import might_be_value
 from bleepline.pii.stream import SpanTracker
 from bleepline.speech.asr import StreamingRecognizer, TranscriptUpdate
 from bleepline.speech.unheard import UnheardSpeech
@@ -33,6 +34,13 @@ class Hearing:
     speech: tuple[SpeechRegion, ...] = ()
 
 
+#: Around a word that could be part of a value, and around every span, speech the recognizer wrote nothing
+#: for is held to the stricter test of ``speech.unheard`` (a digit it dropped is short): from this long
+#: before to this long after. A caller reading a number pauses up to a second or two between groups.
+SENSITIVE_BEFORE_S = 1.0
+SENSITIVE_AFTER_S = 2.0
+
+
 @dataclass
 class ListenerStats:
     updates: int = 0
@@ -56,6 +64,8 @@ class CallListener:
         self.stats = ListenerStats()
         self.unheard = UnheardSpeech(region_padding_s=self.vad.options.padding_ms / 1000)
         self._spans: tuple[PiiSpan, ...] = ()
+        self._value_words: list[tuple[float, float]] = []  # recent final words that could be a value
+        self._previous_final: Word | None = None
 
     def push(self, chunk: AudioChunk) -> Hearing:
         regions = self.vad.push(chunk)
@@ -91,7 +101,7 @@ class CallListener:
         final_until = self.recognizer.final_until
         # Speech no final word covers was never checked for PII: unverified, like a recognizer's gap.
         self.unheard.add(regions, final_words)
-        unheard = self.unheard.check(final_until)
+        unheard = self.unheard.check(final_until, self._sensitive(final_words, now))
         self.stats.unheard_s += sum(end - start for start, end in unheard)
         return Hearing(
             heard_until=now,
@@ -102,6 +112,19 @@ class CallListener:
             unverified=(*(gap for u in updates for gap in u.unverified), *unheard),
             speech=tuple(regions),
         )
+
+
+    def _sensitive(self, final_words: tuple[Word, ...], now: float) -> list[tuple[float, float]]:
+        """Where a value is being said or was just said: around recent value words and every span."""
+        for word in final_words:
+            if might_be_value(word, self._previous_final):
+                self._value_words.append((word.start, word.end))
+            self._previous_final = word
+        horizon = now - 30.0
+        if self._value_words and self._value_words[0][1] < horizon:
+            self._value_words = [w for w in self._value_words if w[1] >= horizon]
+        stretches = [*self._value_words, *((span.start, span.end) for span in self._spans)]
+        return [(start - SENSITIVE_BEFORE_S, end + SENSITIVE_AFTER_S) for start, end in stretches]
 
 
 def _merged(updates: list[TranscriptUpdate]) -> tuple[list[Word], tuple[Word, ...]]:
