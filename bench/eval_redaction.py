@@ -31,6 +31,7 @@ import numpy as np
 
 from bench.eval_pii import truth_calls
 from bleepline.audio.files import read_audio_chunks
+from bleepline.audio.rechunk import Rechunker
 from bleepline.call import CallSession
 from bleepline.listener import CallListener, Hearing
 from bleepline.pii.detector import SpokenPiiDetector
@@ -38,7 +39,7 @@ from bleepline.pii.stream import SpanTracker
 from bleepline.redact.policy import RedactionPolicy
 from bleepline.speech.asr import StreamingRecognizer
 from bleepline.speech.models import load_whisper, resolve_model
-from bleepline.timeline import AudioChunk
+from bleepline.timeline import AudioChunk, samples_per_chunk
 
 FRAME_S = 0.02
 SPEECH_DBFS = -45.0
@@ -80,17 +81,37 @@ class Recorded:
     chunks: list[AudioChunk]
     hearings: list[Hearing]
     ending: Hearing
+    #: The clean call on this call's timeline, when the input is a perturbed variant: which frames hold
+    #: speech is decided from it, so that added noise does not count as speech (bench/perturb.py).
+    speech_reference: np.ndarray | None = None
 
 
-def record(truth_path: Path, whisper: Any, detector: SpokenPiiDetector) -> Recorded:
-    truth = json.loads(truth_path.read_text())
-    chunks = list(read_audio_chunks(truth_path.with_name(truth["audio"])))
+def chunked(samples: np.ndarray, rate: int) -> list[AudioChunk]:
+    """In-memory samples as the 20 ms chunks a file or a call would arrive in."""
+    rechunker = Rechunker(rate, samples_per_chunk(rate))
+    return [*rechunker.push(np.asarray(samples, dtype=np.int16)), *rechunker.flush()]
+
+
+def listen(
+    name: str,
+    chunks: list[AudioChunk],
+    truth: list[dict[str, Any]],
+    whisper: Any,
+    detector: SpokenPiiDetector,
+) -> Recorded:
+    """Stream ``chunks`` through a real listener once and keep what it heard, chunk by chunk."""
     listener = CallListener(
         chunks[0].sample_rate, StreamingRecognizer(whisper=whisper), SpanTracker(detector)
     )
     hearings = [listener.push(chunk) for chunk in chunks]
     ending = listener.end(chunks[-1].end / chunks[-1].sample_rate)
-    return Recorded(truth_path.stem, truth["pii"], chunks, hearings, ending)
+    return Recorded(name, truth, chunks, hearings, ending)
+
+
+def record(truth_path: Path, whisper: Any, detector: SpokenPiiDetector) -> Recorded:
+    truth = json.loads(truth_path.read_text())
+    chunks = list(read_audio_chunks(truth_path.with_name(truth["audio"])))
+    return listen(truth_path.stem, chunks, truth["pii"], whisper, detector)
 
 
 PAD_S: tuple[float, float] | None = None  # (before, after) to override the policy's span padding
@@ -126,50 +147,138 @@ class Frames:
     audible: np.ndarray
 
     @classmethod
-    def compare(cls, original: np.ndarray, released: np.ndarray, rate: int) -> Frames:
+    def compare(
+        cls, original: np.ndarray, released: np.ndarray, rate: int, reference: np.ndarray | None = None
+    ) -> Frames:
+        """Frame by frame: speech (level above -45 dBFS) and audible (speech that came out unchanged).
+
+        With ``reference`` (the clean call on the same timeline), speech is judged on it instead, and a
+        frame that is digital zero in ``original`` (a lost packet) holds no speech that could leak.
+        """
         if len(original) != len(released):
             raise AssertionError(f"released {len(released)} samples for {len(original)}: timeline broken")
         size = int(rate * FRAME_S)
         count = len(original) // size
-        a = original[: count * size].reshape(count, size).astype(np.float64)
+        a = original[: count * size].reshape(count, size)
         b = released[: count * size].reshape(count, size)
-        rms = np.sqrt(np.mean(a * a, axis=1)) / 32768
-        speech = 20 * np.log10(np.maximum(rms, 1e-9)) > SPEECH_DBFS
-        same = np.mean(original[: count * size].reshape(count, size) == b, axis=1) > 0.5
+        speech = _loud(a)
+        if reference is not None:
+            if len(reference) != len(original):
+                raise AssertionError(f"speech reference of {len(reference)} samples for {len(original)}")
+            speech = _loud(reference[: count * size].reshape(count, size)) & np.any(a != 0, axis=1)
+        same = np.mean(a == b, axis=1) > 0.5
         return cls(rate, speech, same & speech)
 
     def index(self, start: float, end: float) -> slice:
         return slice(int(start / FRAME_S), max(int(np.ceil(end / FRAME_S)), int(start / FRAME_S) + 1))
 
 
-def evaluate(calls: Sequence[Recorded], delay_s: float) -> dict[str, Any]:
+def _loud(frames: np.ndarray) -> np.ndarray:
+    x = frames.astype(np.float64)
+    rms = np.sqrt(np.mean(x * x, axis=1)) / 32768
+    loud: np.ndarray = 20 * np.log10(np.maximum(rms, 1e-9)) > SPEECH_DBFS
+    return loud
+
+
+@dataclass
+class SpanScore:
+    """One true PII span: its speech frames and how many of them came out unchanged."""
+
+    entity: str
+    start: float
+    end: float
+    speech: int
+    audible: int
+
+
+@dataclass
+class DigitScore:
+    """One true digit (spoken or keyed): its speech frames and how many came out unchanged."""
+
+    entity: str
+    digit: str
+    start: float
+    end: float
+    speech: int
+    heard: int
+
+    @property
+    def leaked(self) -> bool:
+        return self.speech > 0 and self.heard / self.speech >= DIGIT_AUDIBLE
+
+
+@dataclass
+class CallScore:
+    """What came out of one call at one delay, against its truth."""
+
+    name: str
+    spans: list[SpanScore]
+    digits: list[DigitScore]
+    other_speech: int  # speech frames outside every PII span and its guard band
+    other_masked: int
+    late_masks: int
+    late_mask_s: float
+
+    @property
+    def over_redaction(self) -> float | None:
+        return self.other_masked / self.other_speech if self.other_speech else None
+
+
+def score(call: Recorded, delay_s: float) -> CallScore:
+    """Redact one call at ``delay_s`` and score the released audio against the call's own truth."""
+    original = np.concatenate([c.samples for c in call.chunks])
+    released, late, late_seconds = redact(call, delay_s)
+    frames = Frames.compare(original, released, call.chunks[0].sample_rate, call.speech_reference)
+    outside = frames.speech.copy()
+    spans: list[SpanScore] = []
+    digits: list[DigitScore] = []
+    for item in call.truth:
+        window = frames.index(item["start"], item["end"])
+        spans.append(
+            SpanScore(
+                item["entity"],
+                item["start"],
+                item["end"],
+                int(frames.speech[window].sum()),
+                int(frames.audible[window].sum()),
+            )
+        )
+        guard = frames.index(max(item["start"] - GUARD_S, 0.0), item["end"] + GUARD_S)
+        outside[guard] = False
+        for digit in item.get("digits", []):
+            span = frames.index(digit["start"], digit["end"])
+            digits.append(
+                DigitScore(
+                    item["entity"],
+                    str(digit["digit"]),
+                    digit["start"],
+                    digit["end"],
+                    int(frames.speech[span].sum()),
+                    int(frames.audible[span].sum()),
+                )
+            )
+    return CallScore(
+        call.name,
+        spans,
+        digits,
+        int(outside.sum()),
+        int((outside & ~frames.audible).sum()),
+        late,
+        late_seconds,
+    )
+
+
+def summarise(scores: Sequence[CallScore], delay_s: float) -> dict[str, Any]:
+    """The figures over several scored calls (totals of frames, not means of shares)."""
     audible_by_entity: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    digits = digits_leaked = digits_touched = 0
-    other_speech = other_masked = 0
-    late_masks, late_s = 0, 0.0
-    for call in calls:
-        original = np.concatenate([c.samples for c in call.chunks])
-        released, late, late_seconds = redact(call, delay_s)
-        late_masks += late
-        late_s += late_seconds
-        frames = Frames.compare(original, released, call.chunks[0].sample_rate)
-        outside = frames.speech.copy()
-        for item in call.truth:
-            window = frames.index(item["start"], item["end"])
-            counts = audible_by_entity[item["entity"]]
-            counts[0] += int(frames.audible[window].sum())
-            counts[1] += int(frames.speech[window].sum())
-            guard = frames.index(max(item["start"] - GUARD_S, 0.0), item["end"] + GUARD_S)
-            outside[guard] = False
-            for digit in item.get("digits", []):
-                span = frames.index(digit["start"], digit["end"])
-                speech = int(frames.speech[span].sum())
-                heard = int(frames.audible[span].sum())
-                digits += 1
-                digits_touched += heard > 0
-                digits_leaked += speech > 0 and heard / speech >= DIGIT_AUDIBLE
-        other_speech += int(outside.sum())
-        other_masked += int((outside & ~frames.audible).sum())
+    for call in scores:
+        for span in call.spans:
+            counts = audible_by_entity[span.entity]
+            counts[0] += span.audible
+            counts[1] += span.speech
+    every_digit = [d for call in scores for d in call.digits]
+    other_speech = sum(c.other_speech for c in scores)
+    other_masked = sum(c.other_masked for c in scores)
     audible = sum(c[0] for c in audible_by_entity.values())
     total = sum(c[1] for c in audible_by_entity.values())
     return {
@@ -178,13 +287,17 @@ def evaluate(calls: Sequence[Recorded], delay_s: float) -> dict[str, Any]:
         "pii_audible_by_entity": {
             e: (c[0] / c[1] if c[1] else 0.0) for e, c in sorted(audible_by_entity.items())
         },
-        "digits": digits,
-        "digits_leaked": digits_leaked,
-        "digits_with_any_audible_frame": digits_touched,
+        "digits": len(every_digit),
+        "digits_leaked": sum(d.leaked for d in every_digit),
+        "digits_with_any_audible_frame": sum(d.heard > 0 for d in every_digit),
         "over_redaction": other_masked / other_speech if other_speech else 0.0,
-        "late_masks": late_masks,
-        "late_mask_s": round(late_s, 2),
+        "late_masks": sum(c.late_masks for c in scores),
+        "late_mask_s": round(sum(c.late_mask_s for c in scores), 2),
     }
+
+
+def evaluate(calls: Sequence[Recorded], delay_s: float) -> dict[str, Any]:
+    return summarise([score(call, delay_s) for call in calls], delay_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
