@@ -20,7 +20,9 @@ Variants (``VARIANTS``):
 - ``loud6clip``: +6 dB, hard-clipped at int16 full scale.
 - ``tempo95``, ``tempo105``: 5 % slower / faster by resampling (band-limited, in the frequency domain) and
   playing back at the original rate: like a tape played at another speed, pitch moves with tempo. Every
-  truth time is multiplied by the same exact ratio (20/19 and 20/21).
+  truth time is multiplied by the same exact ratio (20/19 and 20/21). Keypad tones move 5 % off their
+  frequencies, which no longer makes them DTMF (ITU-T Q.24 rejects beyond 3.5 %): their truth spans are
+  marked ``"scored": false`` (kept out of the over-redaction count, not scored as leaks).
 - ``opus16``: Opus at 16 kbit/s, 20 ms frames, through PyAV's libopus at 48 kHz (the call is resampled
   up and back down); the encoder's pre-skip is cut so the timeline does not shift, and the length is
   asserted to be the input's.
@@ -405,7 +407,15 @@ def perturb(
     if variant in TEMPO:
         up, down = TEMPO[variant]
         out = fft_resample(signal, up, down)
-        return Perturbed(_pcm(out), rate, map_truth(truth, lambda t: t * up / down, rate, len(out)))
+        moved = map_truth(truth, lambda t: t * up / down, rate, len(out))
+        for item in moved.get("pii", []):
+            if item["entity"] == "DTMF":
+                # Played 5 % off speed, keypad tones are 5 % off frequency: no longer DTMF by ITU-T Q.24,
+                # which has receivers reject anything beyond 3.5 %. They stay in the audio and in the
+                # truth (out of the over-redaction count) but are not scored as leaks.
+                item["scored"] = False
+                item["unscored"] = "tones shifted 5 %, beyond ITU-T Q.24's 3.5 % reject limit"
+        return Perturbed(_pcm(out), rate, moved)
     if variant == "opus16":
         return same_time(opus_round_trip(signal, rate))
     # loss3: whole 20 ms packets on the call's own packet grid, a seeded choice of exactly 3 % of them.

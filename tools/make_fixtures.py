@@ -528,9 +528,12 @@ def format_truth(truth: dict[str, object]) -> str:
     return re.sub(r"\{\n[^{}\[\]]*?\n\s*\}", lambda m: re.sub(r"\n\s*", " ", m.group(0)), text) + "\n"
 
 
-def write_call(call: Call, folder: Path) -> tuple[Path, Path]:
-    """Build one call and write NAME.wav (mono 16-bit, plain header) and NAME.json beside it."""
-    mix, truth = CallBuilder(call).build()
+def write_call(call: Call, folder: Path, builder: CallBuilder | None = None) -> tuple[Path, Path]:
+    """Build one call and write NAME.wav (mono 16-bit, plain header) and NAME.json beside it.
+
+    ``builder``: one made for ``call`` that places other pieces than flite's (bench/devset.py).
+    """
+    mix, truth = (builder or CallBuilder(call)).build()
     pcm = np.clip(np.round(mix * 32767.0), -32768, 32767).astype("<i2")
     wav_path = folder / f"{call.name}.wav"
     # The standard library writes a bare 44-byte header: the bytes depend on the samples alone, not on
