@@ -1,14 +1,15 @@
 """``python -m bench``: run every benchmark section and write bench/RESULTS.md with its PNG plots.
 
-Sections: micro (pytest-benchmark suites), leak (leak and over-redaction by delay D), latency (PII word
+Sections: micro (pytest-benchmark suites), leak (leak and over-redaction by delay D), robust (leak and
+over-redaction under perturbations: noise, level, telephone band, codecs, loss, tempo), latency (PII word
 end to span), files (file-path throughput), capacity (concurrent real-time RTP calls). A section that
 fails says so in the report instead of stopping the others. Each section's figures are kept in
 ``bench/results/results.json`` too; ``--only`` reruns some sections and keeps the others' saved figures.
 
 Run: PYTHONPATH=. .venv/bin/python -m bench [--quick] [--only leak,capacity] [--device cuda --model DIR]
-[--out bench/RESULTS-gpu.md]. The full run takes 8 to 10 minutes on the 2-core development machine
-(minutes: micro 2-3, leak 0.5, latency 0.5, files 1-1.5, capacity 4-4.5). ``--render-only`` rebuilds
-RESULTS.md and the plots from the saved figures without measuring anything.
+[--out bench/RESULTS-gpu.md]. The full run takes 15 to 18 minutes on the 2-core development machine
+(minutes: micro 2-3, leak 0.5, robust 6-8, latency 0.5, files 1-1.5, capacity 4-4.5). ``--render-only``
+rebuilds RESULTS.md and the plots from the saved figures without measuring anything.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from typing import Any
 
 from bench import pii_latency
 from bench.eval_pii import truth_calls
-from bench.report import leak, load, machine, micro, plots, profile, render, targets
+from bench.report import leak, load, machine, micro, plots, profile, render, robust, targets
 from bleepline.speech.models import ModelSpec, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("micro", "leak", "latency", "files", "capacity")
+SECTIONS = ("micro", "leak", "robust", "latency", "files", "capacity")
 
 
 def _sections(text: str) -> list[str]:
@@ -69,6 +70,8 @@ def run_sections(
     if "leak" in names:
         delays = leak.QUICK_DELAYS if quick else leak.FULL_DELAYS
         results["leak"] = _timed("leak", timings, lambda: leak.run(spec, delays, quick))
+    if "robust" in names:
+        results["robust"] = _timed("robust", timings, lambda: robust.run(spec, quick))
     if "latency" in names:
 
         def latency() -> dict[str, Any]:

@@ -40,6 +40,7 @@ from bench import eval_redaction, perturb
 from bench.eval_pii import SHARED_CALLS, truth_calls
 from bleepline.audio.files import read_audio_chunks
 from bleepline.redact.policy import RedactionPolicy
+from bleepline.speech.models import ModelSpec, load_whisper, resolve_model
 
 #: A PERSON span counts as found when at least this share of its speech frames is masked.
 PERSON_FOUND = 0.90
@@ -73,23 +74,28 @@ def load_call(path: Path) -> tuple[np.ndarray, int, dict[str, Any]]:
     return np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate, truth
 
 
-_models: tuple[Any, Any] | None = None
+_models: dict[ModelSpec | None, tuple[Any, Any]] = {}
+_spec: ModelSpec | None = None  # the model this process's jobs use (None: the default tiny.en)
 
 
-def _load_models() -> tuple[Any, Any]:
+def _use(spec: ModelSpec | None) -> None:
+    """Pool initializer: which model the worker's jobs run on."""
+    global _spec
+    _spec = spec
+
+
+def _load_models(spec: ModelSpec | None = None) -> tuple[Any, Any]:
     """Whisper and the detector, once per process (each worker loads its own)."""
-    global _models
-    if _models is None:
+    if spec not in _models:
         from bleepline.pii.detector import SpokenPiiDetector
-        from bleepline.speech.models import load_whisper, resolve_model
 
-        _models = (load_whisper(resolve_model()), SpokenPiiDetector())
-    return _models
+        _models[spec] = (load_whisper(spec or resolve_model()), SpokenPiiDetector())
+    return _models[spec]
 
 
 def run_job(job: Job) -> dict[str, Any]:
     """Perturb, listen, redact at the default delay and score one call x variant (picklable result)."""
-    whisper, detector = _load_models()
+    whisper, detector = _load_models(_spec)
     path = Path(job.path)
     samples, rate, truth = load_call(path)
     began = time.perf_counter()
@@ -210,8 +216,11 @@ def print_report(result: dict[str, Any]) -> None:
         )
 
 
-def run(paths: Sequence[Path], variants: Sequence[str], jobs: int = 1) -> dict[str, Any]:
-    """Every call x variant (plain always among them); the report's figures."""
+def run(
+    paths: Sequence[Path], variants: Sequence[str], jobs: int = 1, spec: ModelSpec | None = None
+) -> dict[str, Any]:
+    """Every call x variant (plain always among them) on ``spec`` (default tiny.en); the figures."""
+    _use(spec)
     if "plain" not in variants:
         variants = ["plain", *variants]
     work = [Job(str(p), v) for p in paths for v in variants]
@@ -223,9 +232,10 @@ def run(paths: Sequence[Path], variants: Sequence[str], jobs: int = 1) -> dict[s
             print(f"  {Path(job.path).stem:28s} {job.variant:10s} {rows[-1]['wall_s']:6.1f} s", flush=True)
     else:
         # Spawned, not forked: a forked child would inherit the parent's threads and locks mid-flight.
-        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        with multiprocessing.get_context("spawn").Pool(jobs, initializer=_use, initargs=(spec,)) as pool:
             rows = pool.map(run_job, work, chunksize=1)
     result = report(rows, variants)
+    result["model"] = (spec or resolve_model()).name
     result["wall_s"] = round(time.perf_counter() - began, 1)
     result["audio_s"] = round(sum(r["audio_s"] for r in rows), 1)
     return result

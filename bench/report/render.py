@@ -14,6 +14,7 @@ SECTIONS = (
     "Targets",
     "Micro benchmarks",
     "Leak and over-redaction by delay D",
+    "Robustness by variant",
     "Capacity",
     "End-to-end latency",
     "Hot spots",
@@ -245,6 +246,71 @@ def leak(results: dict[str, Any], plots: dict[str, Path | None], out: Path) -> l
         "",
     ]
     return [*lines, *_image(plots, "leak", "Leak and over-redaction vs D", out), ""]
+
+
+#: Leaked digits listed one by one in the report, at most (all of them are in results.json).
+ROBUST_LEAKS_LISTED = 25
+
+
+def robust(results: dict[str, Any]) -> list[str]:
+    section = results.get("robust")
+    lines = ["## Robustness by variant", ""]
+    why = _missing(section)
+    if why:
+        return [*lines, why, ""]
+    assert section is not None
+    lines += [
+        f"`bench.eval_robust` at the default D = {section['delay_s']:g} s on {len(section['calls'])} calls "
+        f"({', '.join(section['call_sets'])}; {section['audio_s'] / 60:.0f} min of audio over all variants, "
+        f"model {section['model']}). Each call x variant of bench/perturb.py is streamed once through the "
+        "real listener and a CallSession; speech frames are judged on the clean call on the variant's "
+        "timeline, so added noise never counts as speech. Digits leaked: >= 25 % of a digit's speech "
+        "frames unchanged (in brackets: any frame). Over-redaction: non-PII speech masked, mean over the "
+        "call-variants and the worst one. PERSON found: >= 90 % of the name's speech masked. The plain "
+        "run stands first, for comparison.",
+        "",
+    ]
+    by_variant: dict[str, dict[str, Any]] = section["by_variant"]
+    order = [v for v in ("plain", *by_variant) if v in by_variant]
+    rows = [(v, by_variant[v]) for v in dict.fromkeys(order)]
+    if section.get("overall_perturbed"):
+        rows.append(("all perturbed", section["overall_perturbed"]))
+
+    def row(label: str, f: dict[str, Any]) -> list[str]:
+        persons = f"{f['persons_found']} of {f['persons']}" if f["persons"] else "-"
+        worst = f" ({f['over_redaction_max_call']})" if f.get("over_redaction_max_call") else ""
+        return [
+            "plain (beside)" if label == "plain" else label,
+            f"{f['digits_leaked']} of {f['digits']} ({f['digits_with_any_audible_frame']})",
+            f"{100 * f['pii_audible']:.1f} %",
+            f"{100 * f['over_redaction_mean']:.1f} %",
+            f"{100 * f['over_redaction_max']:.1f} %{worst}",
+            persons,
+            str(f["late_masks"]),
+        ]
+
+    lines += _table(
+        [
+            "variant",
+            "digits leaked (any frame)",
+            "PII speech audible",
+            "over-redaction mean",
+            "worst",
+            "PERSON found",
+            "late marks",
+        ],
+        [row(label, figures) for label, figures in rows],
+    )
+    leaks = section["leaks"]
+    lines += ["", f"Leaked digits ({len(leaks)})" + (":" if leaks else ": none.")]
+    for leak in leaks[:ROBUST_LEAKS_LISTED]:
+        lines.append(
+            f"- {leak['call']} / {leak['variant']}: {leak['entity']} '{leak['digit']}' "
+            f"at {leak['start']:.2f} s ({100 * leak['audible']:.0f} % audible)"
+        )
+    if len(leaks) > ROBUST_LEAKS_LISTED:
+        lines.append(f"- ... and {len(leaks) - ROBUST_LEAKS_LISTED} more (`results.json`, section robust)")
+    return [*lines, ""]
 
 
 def _ms3(values: Sequence[float]) -> str:
@@ -518,6 +584,7 @@ def render(results: dict[str, Any], plots: dict[str, Path | None], out: Path) ->
         *targets(results, checked),
         *micro(results, plots, out),
         *leak(results, plots, out),
+        *robust(results),
         *capacity(results, plots, out),
         *latency(results, plots, out),
         *hot_spots(results, checked),
