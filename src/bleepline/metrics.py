@@ -28,6 +28,8 @@ DROP_REASONS = (
     "wrong_payload_type",
     "stranger",
     "after_end",
+    "unproven",
+    "still_refused",
     "duplicates",
     "late",
     "decode_errors",
@@ -96,6 +98,8 @@ class MetricsCollector:
             wrong_payload_type=stats.wrong_payload_type,
             stranger=stats.stranger,
             after_end=stats.after_end,
+            unproven=stats.unproven,
+            still_refused=stats.still_refused,
         )
         masked = {str(reason): running.masked_s.get(str(reason), 0.0) for reason in MaskReason}
         entities: Counter[str] = Counter()
@@ -130,8 +134,33 @@ class MetricsCollector:
             one(
                 "bleepline_calls_refused_total",
                 "counter",
-                "Call set-ups refused (too many calls, no port, not recordable; static mode: per packet).",
+                "Call set-ups refused (too many calls, no port, not recordable; static mode: once per "
+                "source, whose packets are then dropped as still_refused until it goes quiet or says BYE).",
                 stats.refused,
+            ),
+            one(
+                "bleepline_static_sources_on_probation",
+                "gauge",
+                "Static-port sources held on probation now: not yet a plausible stream, so not a call.",
+                server.sources_on_probation,
+            ),
+            one(
+                "bleepline_static_sources_refused",
+                "gauge",
+                "Static-port sources refused and remembered now.",
+                server.sources_refused,
+            ),
+            one(
+                "bleepline_static_probation_evictions_total",
+                "counter",
+                "Static-port sources on probation forgotten to make room (a flood of new sources).",
+                stats.probation_evicted,
+            ),
+            one(
+                "bleepline_static_refusal_evictions_total",
+                "counter",
+                "Refused static-port sources forgotten to make room (a flood of new sources).",
+                stats.refusals_evicted,
             ),
             one(
                 "bleepline_datagrams_total",

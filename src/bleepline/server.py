@@ -2,6 +2,8 @@
 
 Each source address and SSRC is a call of its own, redacted through ``LiveCall`` into ``<uuid>.bleep``
 plus its transcript; a call ends on RTCP BYE from its source, on silence past the idle timeout, or at stop.
+A source becomes a call only once it has sent a plausible stream, and a source refused stays refused
+until it goes quiet or says BYE (``relay.sources``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from bleepline.relay.legs import (
     send_leg_report,
     send_leg_tail,
 )
+from bleepline.relay.sources import SourceGate
 from bleepline.relay.status import CallStatus, call_drops, sent_counts
 from bleepline.store.keys import RecipientKey
 from bleepline.store.recording import RecordingWriter
@@ -122,6 +125,8 @@ class RelayServer(asyncio.DatagramProtocol):
         self._calls: dict[CallKey, _Call] = {}
         # Keys of ended calls: a packet trailing its BYE must not open a new call (and a new file).
         self._ended: set[CallKey] = set()
+        # Static-mode sources with no call: on probation (not yet a plausible stream) or refused.
+        self._sources = SourceGate(self.stats, clock_rate=codec.clock_rate, quiet_s=idle_timeout_s)
         self._finishing: set[asyncio.Task[None]] = set()
         # Negotiated calls by id, ended ones included, so the control API can report on them afterwards.
         self._negotiated: dict[str, _Call] = {}
@@ -190,7 +195,7 @@ class RelayServer(asyncio.DatagramProtocol):
             stats.oversize += 1
             return
         source = (str(addr[0]), int(addr[1]))  # IPv6 adds flow info and scope id; host and port identify
-        arrival = self._loop.time() if self._loop is not None else 0.0
+        arrival = self._now()
         try:
             if is_rtcp(data):
                 self._rtcp(data, source)
@@ -207,15 +212,29 @@ class RelayServer(asyncio.DatagramProtocol):
             return
         key = (source, packet.ssrc)
         call = self._calls.get(key)
+        if call is not None:
+            self._deliver(call, packet, arrival)
+            return
+        if key in self._ended:
+            self.stats.after_end += 1
+            return
+        sources = self._sources
+        if sources.is_refused(key, arrival):
+            return  # never a call mid-stream: it would start after what came before (a cue, a number)
+        held = sources.probe(key, packet, arrival)
+        if held is None:
+            return  # on probation: held until the source has sent a plausible stream
+        # Admission is asked only now, and the call starts at the first packet held: nothing is lost.
+        call = self._start_call(key, held[0][1])
         if call is None:
-            if key in self._ended:
-                self.stats.after_end += 1
-                return
-            call = self._start_call(key, arrival)
-            if call is None:
-                return
+            sources.refuse(key, arrival, len(held))
+            return
+        for kept, at in held:
+            self._deliver(call, kept, at)
+
+    def _deliver(self, call: _Call, packet: RtpPacket, arrival: float) -> None:
         self.stats.rtp += 1
-        call.last_activity = arrival
+        call.last_activity = max(call.last_activity, arrival)
         if isinstance(call.receiver, CallReceiver):  # always: a call keyed by a source address is RTP
             call.receiver.receive(packet, arrival)
 
@@ -223,7 +242,7 @@ class RelayServer(asyncio.DatagramProtocol):
         # Only a source with a call may send RTCP: anyone else's BYE could be forged to cut a call short.
         mine = [call for call in self._calls.values() if call.key[0] == source]
         if not mine:
-            self.stats.stranger += 1
+            self._rtcp_without_call(data, source)
             return
         self.stats.rtcp += 1
         for report in parse_rtcp(data):
@@ -231,6 +250,20 @@ class RelayServer(asyncio.DatagramProtocol):
                 for call in mine:
                     if call.key[1] in report.ssrcs:
                         self._end_call(call, "bye")
+                self._sources.bye(source, report.ssrcs)
+
+    def _rtcp_without_call(self, data: bytes, source: tuple[str, int]) -> None:
+        """A BYE may end a refusal or a probation of the source's; anything else is a stranger's."""
+        try:
+            reports = parse_rtcp(data)
+        except MalformedPacketError:
+            self.stats.stranger += 1  # unreadable, from an address with no call: a stranger's all the same
+            return
+        byes = [ssrc for report in reports if isinstance(report, RtcpBye) for ssrc in report.ssrcs]
+        if byes and self._sources.bye(source, byes):
+            self.stats.rtcp += 1
+        else:
+            self.stats.stranger += 1
 
     # -- calls -------------------------------------------------------------------------------------------
 
@@ -509,7 +542,9 @@ class RelayServer(asyncio.DatagramProtocol):
             transcript=TranscriptBuilder(call_id, models=self.models, policy=self.policy.describe()),
             paced_by_audio=False,
         )
-        call = _Call(call_id, key, receiver, LiveCall(session), writer, arrival, started=arrival)
+        # The loop's clock releases the audio, as it stamps arrivals and ticks: one clock for the call.
+        live = LiveCall(session, clock=self._now)
+        call = _Call(call_id, key, receiver, live, writer, arrival, started=arrival)
         self._calls[key] = call
         self.stats.calls_started += 1
         if not heard:
@@ -524,30 +559,37 @@ class RelayServer(asyncio.DatagramProtocol):
             log.info("call %s: started on port %d", call_id, key[0][1])
         return call
 
+    def _now(self) -> float:
+        """The clock of arrivals, ticks and releases: the loop's (monotonic; read from worker threads)."""
+        return self._loop.time() if self._loop is not None else 0.0
+
     async def _tick_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(TICK_S)
-            now = loop.time()
-            for call in list(self._calls.values()):
-                try:
-                    receiver = call.receiver
-                    for chunk in receiver.poll(now):
-                        call.live.push(chunk)
-                    # Key presses signalled out of band (RFC 4733) are masked as the audio they go with
-                    # is held, D seconds before it is released.
-                    call.live.keypresses(receiver.take_keypresses(), receiver.keypress_active_since)
-                    call.live.tick()
-                    if call.leg is not None:
-                        # What this tick released goes out now: the release clock paces the leg.
-                        call.leg.pump(now)
-                        send_leg_report(call, now)
-                except Exception as exc:  # one call's bug must not stop the others
-                    log.error("call %s: tick failed (%s); ending it", call.call_id, type(exc).__name__)
-                    self._end_call(call, "error")
-                    continue
-                if now - call.last_activity >= self.idle_timeout_s:
-                    self._end_call(call, "idle")
+            self._tick(self._now())
+
+    def _tick(self, now: float) -> None:
+        """Poll, release and pace every call at ``now``; end idle calls; forget idle sources."""
+        self._sources.expire(now)
+        for call in list(self._calls.values()):
+            try:
+                receiver = call.receiver
+                for chunk in receiver.poll(now):
+                    call.live.push(chunk)
+                # Key presses signalled out of band (RFC 4733) are masked as the audio they go with
+                # is held, D seconds before it is released.
+                call.live.keypresses(receiver.take_keypresses(), receiver.keypress_active_since)
+                call.live.tick()
+                if call.leg is not None:
+                    # What this tick released goes out now: the release clock paces the leg.
+                    call.leg.pump(now)
+                    send_leg_report(call, now)
+            except Exception as exc:  # one call's bug must not stop the others
+                log.error("call %s: tick failed (%s); ending it", call.call_id, type(exc).__name__)
+                self._end_call(call, "error")
+                continue
+            if now - call.last_activity >= self.idle_timeout_s:
+                self._end_call(call, "idle")
 
     def _end_call(self, call: _Call, why: str) -> None:
         if self._calls.pop(call.key, None) is None:
@@ -646,6 +688,16 @@ class RelayServer(asyncio.DatagramProtocol):
                 )
             )
         return statuses
+
+    @property
+    def sources_on_probation(self) -> int:
+        """Static-mode sources held on probation now (not yet a plausible stream)."""
+        return self._sources.on_probation
+
+    @property
+    def sources_refused(self) -> int:
+        """Static-mode sources refused and remembered now (their packets dropped until they go quiet)."""
+        return self._sources.refused
 
     def listener_lags(self) -> list[float]:
         """Each running call's largest recognizer lag so far, in seconds (push to end of hearing)."""

@@ -45,7 +45,8 @@ def negotiable_codec(codec: Codec) -> CodecSpec | None:
 
 @dataclass
 class ServerStats:
-    """Counters without content: every datagram is in ``datagrams`` and in at most one drop counter."""
+    """Counters without content: every datagram is in ``datagrams`` and in at most one drop counter
+    (packets held on probation in none yet: they go to ``rtp`` or ``unproven`` or ``still_refused``)."""
 
     datagrams: int = 0
     rtp: int = 0
@@ -53,10 +54,14 @@ class ServerStats:
     malformed: int = 0
     oversize: int = 0
     wrong_payload_type: int = 0
-    stranger: int = 0  # RTCP from an address with no call: it could be a forged BYE
+    stranger: int = 0  # RTCP from an address with no call (nor a BYE ending a refusal): maybe forged
     after_end: int = 0  # packets of a call already ended
-    refused: int = 0  # new sources past max_calls, or a call that could not be set up
+    refused: int = 0  # call set-ups refused: past max_calls, or not set up (static mode: once a source)
     refused_busy: int = 0  # of those: the recognizer was at capacity (over_capacity "refuse")
+    still_refused: int = 0  # packets of a refused static-mode source, until it goes quiet or says BYE
+    unproven: int = 0  # packets held for a source on probation that never passed it (spoofed, broken)
+    probation_evicted: int = 0  # sources on probation forgotten to make room (not packets)
+    refusals_evicted: int = 0  # refused sources forgotten to make room (not packets)
     calls_unheard: int = 0  # taken while the recognizer was at capacity, all masked (over_capacity "mask")
     calls_started: int = 0
     calls_ended: int = 0

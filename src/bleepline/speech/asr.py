@@ -149,13 +149,11 @@ class StreamingRecognizer:
         if samples is None:
             return
         start, pcm = samples
-        if self._next_sample is None:
-            self._window_start = self._next_sample = start
-        if start < self._next_sample:
+        if self._next_sample is not None and start < self._next_sample:
             raise ValueError("chunks must not go back on the timeline")
-        if start > self._next_sample:  # lost audio is silence on the timeline
-            self._append(np.zeros(start - self._next_sample, dtype=np.float32))
-        self._append(pcm.astype(np.float32) / 32768.0)
+        if self._next_sample is not None and start > self._next_sample:  # lost audio is silence
+            self._append(np.zeros(start - self._next_sample, dtype=np.float32), self._next_sample)
+        self._append(pcm.astype(np.float32) / 32768.0, start)
         while self._new_samples >= self.options.step_s * ASR_RATE:
             self._step(final=False)
 
@@ -169,7 +167,9 @@ class StreamingRecognizer:
         if self._resampler is not None:
             tail = self._resampler.flush()
             if tail is not None and len(tail):
-                self._append(tail.samples.astype(np.float32) / 32768.0)
+                # A call whose audio was all shorter than the filter's delay (a few packets of a few
+                # bytes) has nothing but this tail: it starts the window, where the tail says it goes.
+                self._append(tail.samples.astype(np.float32) / 32768.0, tail.start)
         self.flush()
         self._ended = True
 
@@ -192,11 +192,13 @@ class StreamingRecognizer:
         out = self._resampler.push(chunk)
         return None if out is None else (out.start, out.samples)
 
-    def _append(self, samples: np.ndarray) -> None:
+    def _append(self, samples: np.ndarray, start: int) -> None:
+        """Add ``samples`` at ``start`` on the 16 kHz timeline: the window's end, or its first sample."""
+        if self._next_sample is None:
+            self._window_start = self._next_sample = start
         self._audio = np.concatenate([self._audio, samples]) if len(self._audio) else samples
         self._new_samples += len(samples)
         self.stats.audio_seconds += len(samples) / ASR_RATE
-        assert self._next_sample is not None
         self._next_sample += len(samples)
 
     # -- one step -----------------------------------------------------------------------------------
