@@ -14,7 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bleepline import __version__
-from bleepline.commands import demo, keys, models, recordings, redact, review, review_admin, send, serve
+from bleepline.commands import (
+    demo,
+    keys,
+    models,
+    recordings,
+    redact,
+    review,
+    review_admin,
+    send,
+    serve,
+    verify,
+)
 from bleepline.errors import BleeplineError
 
 EXIT_ERROR = 1
@@ -95,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(run=recordings.run_decrypt)
+
+    p = sub.add_parser(
+        "verify",
+        help="proof of redaction: hear recordings again, report digits, PII and key presses still audible",
+        description="Decrypts each recording in memory (nothing decrypted touches disk), hears it again "
+        "with the recognizer, the spoken PII detector and the keypad-tone detector, and lists every "
+        "digit, entity and key press still audible, with times, never the words. Exit 0: all clean; "
+        "1: something audible; 2: a recording could not be verified.",
+    )
+    verify.add_arguments(p)
+    p.set_defaults(run=verify.run)
 
     p = sub.add_parser(
         "review",

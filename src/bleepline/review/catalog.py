@@ -2,6 +2,7 @@
 
 A store is the directory ``bleepline redact --out`` and ``bleepline serve`` write: ``<id>.bleep``, and
 for a finished call ``<id>.transcript.json`` and ``<id>.vtt``. The call id is the file name's stem.
+``bleepline verify --write-verdict`` adds ``<id>.verify.json``: what a second listen found still audible.
 
 Listing reads each recording's header without a key, so it is **not authenticated** (the header MAC
 needs the file key, which only the reviewer identity unwraps). That is acceptable for a list because:
@@ -39,6 +40,7 @@ from bleepline.review.sqlite_state import connect, create_private
 from bleepline.review.users import User, may_open
 from bleepline.store.errors import StoreError
 from bleepline.store.recording import RecordingReader
+from bleepline.store.verdict import VERDICT_SUFFIX, VerdictError, VerdictRecord, read_verdict
 
 CALL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RECORDING_SUFFIX = ".bleep"
@@ -85,6 +87,7 @@ class CallEntry:
     recording: Path
     transcript: Path | None  # None while the call runs, or for a sealed file
     header_tags: frozenset[str] = frozenset()  # the relay's, from the header; ``tags`` adds the admin's
+    verdict: VerdictRecord | None = None  # from `bleepline verify --write-verdict`; None: not verified
 
     @property
     def total_masked(self) -> float:
@@ -320,7 +323,26 @@ class Catalog:
             recording=recording,
             transcript=transcript_path,
             header_tags=header.tags,
+            verdict=self._verdict(call_id, header, info),
         )
+
+    def _verdict(self, call_id: str, header: _Header, info: os.stat_result) -> VerdictRecord | None:
+        """The call's verdict file, if there is one about this very recording: the same call id as the
+        header, the same file name, the same size. A verdict that is unreadable or about other bytes
+        (the recording was replaced since) reads as none: the call shows as not verified."""
+        path = self.store / f"{call_id}{VERDICT_SUFFIX}"
+        if not _is_plain_file(path):
+            return None
+        try:
+            verdict = read_verdict(path)
+        except VerdictError:
+            return None
+        same = (
+            verdict.call_id == header.call_id
+            and verdict.recording == f"{call_id}{RECORDING_SUFFIX}"
+            and verdict.recording_bytes == info.st_size
+        )
+        return verdict if same else None
 
     def _header(self, recording: Path, info: os.stat_result) -> _Header:
         key = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
@@ -342,7 +364,9 @@ class Catalog:
             if isinstance(raw_tags, list)
             else frozenset()
         )
-        parsed = _Header(created_at, layout.samples / header.sample_rate, header.redacted, tags)
+        parsed = _Header(
+            created_at, layout.samples / header.sample_rate, header.redacted, tags, header.call_id
+        )
         self._cache[recording.name] = (key, parsed)
         return parsed
 
@@ -353,6 +377,7 @@ class _Header:
     duration: float
     redacted: bool
     tags: frozenset[str]
+    call_id: str
 
 
 def _is_plain_file(path: Path) -> bool:

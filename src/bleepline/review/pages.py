@@ -20,8 +20,9 @@ from bleepline.review.audit import AuditRecord, VerifyResult
 from bleepline.review.catalog import CallEntry
 from bleepline.review.users import Action, Role, User, can
 from bleepline.review.web_analytics import Aggregates
+from bleepline.store.verdict import VerdictRecord
 
-STATIC_VERSION = "2"  # part of the asset URLs, so a changed script is never mixed with an old page
+STATIC_VERSION = "3"  # part of the asset URLs, so a changed script is never mixed with an old page
 
 #: Colours by entity type: fixed for the common ones, so a reviewer learns them; others by a stable hash.
 ENTITY_COLOURS = {
@@ -179,7 +180,7 @@ def calls_page(
     )
     table = (
         '<table class="calls"><thead><tr><th>Call</th><th>Started (UTC)</th><th>Length</th>'
-        "<th>Redactions</th><th>Masked</th><th>Tags</th></tr></thead>"
+        "<th>Redactions</th><th>Masked</th><th>Verified</th><th>Tags</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
         if entries
         else '<p class="empty">No calls match.</p>'
@@ -201,8 +202,18 @@ def _call_row(entry: CallEntry, linked: bool) -> str:
     tags = " ".join(f'<span class="tag">{esc(t)}</span>' for t in sorted(entry.tags))
     return (
         f"<tr><td>{cell}</td><td>{esc(when(entry.created_at))}</td><td>{clock(entry.duration)}</td>"
-        f"<td>{entities or '—'}</td><td>{entry.total_masked:.1f} s</td><td>{tags}</td></tr>"
+        f"<td>{entities or '—'}</td><td>{entry.total_masked:.1f} s</td>"
+        f"<td>{verdict_badge(entry.verdict)}</td><td>{tags}</td></tr>"
     )
+
+
+def verdict_badge(verdict: VerdictRecord | None) -> str:
+    """A call's verdict in a word: clean, N audible, or not verified (`bleepline verify`)."""
+    if verdict is None:
+        return '<span class="badge verdict none">not verified</span>'
+    if verdict.clean:
+        return '<span class="badge ok verdict clean">clean</span>'
+    return f'<span class="badge danger verdict audible">{verdict.audible} audible</span>'
 
 
 def when(moment: datetime) -> str:
@@ -244,6 +255,7 @@ def call_page(
         f"<dt>Length</dt><dd>{clock(entry.duration)}</dd>"
         f"<dt>Masked</dt><dd>{entry.total_masked:.1f} s</dd>"
         f"<dt>Tags</dt><dd>{esc(', '.join(sorted(entry.tags))) or '—'}</dd>"
+        f"<dt>Verified</dt><dd>{_verdict_fact(entry.verdict)}</dd>"
         f"{_provenance(transcript)}</dl>"
     )
     audio_url = f"/calls/{esc(entry.call_id)}/audio.wav"
@@ -277,9 +289,43 @@ def call_page(
         '<p class="crumbs"><a href="/calls">Calls</a> &rsaquo;</p>'
         f"<h1>Call <code>{esc(entry.call_id)}</code></h1>"
         f"{warning}{facts}{player}{_exports(entry.call_id, exports)}{timeline}{legend}"
+        f"{_audible(entry.verdict)}"
         f"<h2>Redacted transcript</h2>{text_block}"
     )
     return layout(f"Call {entry.call_id}", body, viewer, active="/calls")
+
+
+def _verdict_fact(verdict: VerdictRecord | None) -> str:
+    if verdict is None:
+        return f'{verdict_badge(None)} <span class="muted">(run <code>bleepline verify</code>)</span>'
+    counts = verdict.counts
+    said = ", ".join(f"{counts[kind]} {kind}" for kind in ("digit", "entity", "dtmf") if counts[kind])
+    detail = f" ({esc(said)})" if said else ""
+    return (
+        f"{verdict_badge(verdict)}{detail} "
+        f'<span class="muted">{esc(verdict.verified_at)}, {esc(verdict.models.get("asr", "?"))}</span>'
+    )
+
+
+def _audible(verdict: VerdictRecord | None) -> str:
+    """Where a second listen still heard something: times and kinds (a verdict holds no words)."""
+    if verdict is None or verdict.clean:
+        return ""
+    several = verdict.channels > 1
+    items = "".join(
+        f'<li data-start="{f.start:.3f}" data-end="{f.end:.3f}" data-kind="{esc(f.kind)}">'
+        f'<span class="time">{clock(f.start)}</span> {f.start:.2f}&ndash;{f.end:.2f} s '
+        f"{esc(f.kind)}{f' {esc(f.entity)}' if f.entity else ''}"
+        f"{f' (channel {f.channel})' if several else ''}</li>"
+        for f in verdict.findings
+    )
+    return (
+        '<section class="audible" id="audible"><h2>Still audible</h2>'
+        '<p class="warning" role="alert">A second listen (<code>bleepline verify</code>) still heard '
+        f"{verdict.audible} digit, entity or keypad-tone stretch"
+        f"{'' if verdict.audible == 1 else 'es'} in this recording:</p>"
+        f'<ol class="audible-list">{items}</ol></section>'
+    )
 
 
 #: What a supervisor may download, by file name under ``/calls/<id>/export/``.

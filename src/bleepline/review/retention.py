@@ -48,6 +48,7 @@ from bleepline.review.catalog import (
 from bleepline.review.config import ReviewConfig
 from bleepline.review.policy import Overrides, PolicyStore
 from bleepline.store import format as fmt
+from bleepline.store.verdict import VERDICT_SUFFIX
 
 
 class RetentionError(BleeplineError):
@@ -279,6 +280,7 @@ def _remove(store: Path, entry: CallEntry) -> tuple[str, ...]:
         entry.recording,
         store / f"{entry.call_id}{TRANSCRIPT_SUFFIX}",
         store / f"{entry.call_id}{VTT_SUFFIX}",
+        store / f"{entry.call_id}{VERDICT_SUFFIX}",
     ):
         try:
             path.unlink()
