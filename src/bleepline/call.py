@@ -20,7 +20,8 @@ from typing import Protocol, runtime_checkable
 from bleepline.audio.dtmf import DtmfDetector, DtmfTone
 from bleepline.listener import Hearing
 from bleepline.pii.detector import merge_spans
-from bleepline.pii.plain import Talk, classify
+from bleepline.pii.plain import Talk, classify, is_number
+from bleepline.pii.recognizers import BRIDGE_S
 from bleepline.redact.delayline import DelayLine
 from bleepline.redact.policy import MaskReason, RedactionPolicy
 from bleepline.store.transcript import Redaction, Transcript, TranscriptBuilder
@@ -305,7 +306,16 @@ class CallSession:
             return
         keep = [(s.start - pad_before, s.end + pad_after) for s in hearing.spans]
         plain: list[tuple[float, float]] = []
-        for word, talk in zip(self._words, classify(self._words), strict=True):
+        # A number with every word that could bridge it to a value final (``BRIDGE_S`` past it), that no
+        # span covers, is no value ("room four", "two kids"): plain, and so are the words beside it.
+        no_value = {
+            index
+            for index, word in enumerate(self._words)
+            if is_number(word)
+            and (last or hearing.final_until >= word.end + BRIDGE_S)
+            and not any(s.start < word.end and word.start < s.end for s in hearing.spans)
+        }
+        for word, talk in zip(self._words, classify(self._words, no_value), strict=True):
             if talk is Talk.PLAIN:
                 plain.append((word.start, word.end))
             elif talk is Talk.VALUE:

@@ -113,7 +113,6 @@ class CallListener:
             speech=tuple(regions),
         )
 
-
     def _sensitive(self, final_words: tuple[Word, ...], now: float) -> list[tuple[float, float]]:
         """Where a value is being said or was just said: around recent value words and every span."""
         for word in final_words:

@@ -14,7 +14,8 @@ from tests.pii.conftest import covering, entities, words
 
 PAD = DetectorOptions().padding_s
 PAUSE_PAD = DetectorOptions().pause_padding_s  # the end of a span, into a silence
-SILENCE = 2.0  # seconds after the last word: longer than any pause that could continue a value
+#: Seconds after the last word: longer than any pause that could continue a value (recognizers.BRIDGE_S).
+SILENCE = 3.0
 
 
 def value_words(said: list[Word], value: str) -> list[Word]:
@@ -144,7 +145,8 @@ def test_a_cued_value_covers_no_more_than_padding_beyond_it(detector: SpokenPiiD
     (span,) = detector.detect(said, heard_until=finished(said))
     assert span.entity == "PIN"
     assert span.source == "cue"
-    assert span.start == pytest.approx(said[3].start - PAD)  # from the start of "seven", not the cue
+    # From the cue: the words between it and the value may be the value's first digits, misheard.
+    assert span.start == pytest.approx(said[1].end - PAD)
     assert span.end == pytest.approx(said[6].end + PAD)  # to the end of "nine"
 
 
@@ -156,7 +158,7 @@ def test_an_open_cued_value_runs_from_the_cue_until_it_is_over(detector: SpokenP
     assert span.end >= said[2].end
     (span,) = detector.detect(said[:5])  # "... seven two": it has started, and may still go on
     assert (span.entity, span.final) == ("PIN", False)
-    assert span.start == pytest.approx(said[3].start - PAD)
+    assert span.start == pytest.approx(said[1].end - PAD)
     assert span.end >= said[4].end
 
 
@@ -300,7 +302,7 @@ def test_a_run_threshold_is_configurable() -> None:
 
 
 def test_a_cued_number_growing_word_by_word_keeps_one_span(detector: SpokenPiiDetector) -> None:
-    """From the cue until the first digit, then from the first digit: it only ever narrows at the start."""
+    """From the cue, however far the value has come: its start never moves."""
     said = words("my card number is four one one one one one one one one one one one one one one one")
     starts = []
     for count in range(3, len(said) + 1):
@@ -308,8 +310,8 @@ def test_a_cued_number_growing_word_by_word_keeps_one_span(detector: SpokenPiiDe
         assert entities(spans) == ["CREDIT_CARD"]
         starts.append(round(spans[0].start, 6))
         assert spans[0].end == pytest.approx(said[count - 1].end + PAD)
-    cue, value = round(said[2].end - PAD, 6), round(said[4].start - PAD, 6)
-    assert starts == [cue, cue] + [value] * (len(said) - 4)
+    cue = round(said[2].end - PAD, 6)
+    assert starts == [cue] * (len(said) - 2)
 
 
 def test_mangled_digit_words_inside_a_cued_number_stay_covered(detector: SpokenPiiDetector) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from bleepline.pii.errors import PiiDetectorError
 from bleepline.pii.findings import FROM_CUE, FROM_WORDS, PERSON, Finding, ending_after
-from bleepline.pii.recognizers import digit_runs, spelled_letters, spoken_emails
+from bleepline.pii.recognizers import digit_bridges, digit_runs, spelled_letters, spoken_emails
 from bleepline.pii.spoken import SpokenText, normalize
 from bleepline.pii.values import ValueLimits, find_cue_values, names_before_speaking
 from bleepline.timeline import PiiSpan, Word
@@ -122,6 +122,7 @@ class SpokenPiiDetector:
         found += spelled_letters(spoken, heard_until, options.max_gap_s)
         found += spoken_emails(spoken, heard_until, options.max_gap_s)
         found += self._presidio(spoken, heard_until)
+        found += digit_bridges(spoken, found, heard_until, options.max_gap_s)
         return found
 
     def _presidio(self, spoken: SpokenText, heard_until: float | None) -> list[Finding]:

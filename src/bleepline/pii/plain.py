@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from bleepline.pii.cues import FILLERS, RULES
 from bleepline.pii.numbers import MULTIPLIERS, REPEATS, SOUNDALIKES, TEENS, TENS, UNITS
@@ -75,6 +75,17 @@ def might_be_value(word: Word, previous: Word | None) -> bool:
     return lower.split("'")[0] not in _plain_words()
 
 
+def is_number(word: Word) -> bool:
+    """Whether ``word`` is a number and nothing else: digits ("5", "4,111", "$100") or number words
+    ("five", "twenty-four"), not a letter, a month or a capitalised word that could be a name."""
+    bare = word.text.strip().strip(_EDGE).lower()
+    if not bare:
+        return False
+    if _DIGIT.search(bare):
+        return not any(ch.isalpha() for ch in bare)
+    return all(part in _NUMBER_WORDS for part in bare.split("-"))
+
+
 class Talk(enum.Enum):
     """What a final word is, for taking back provisional masking over it."""
 
@@ -83,13 +94,17 @@ class Talk(enum.Enum):
     UNKNOWN = "unknown"  # neither (an unusual word, a mishearing): stays masked
 
 
-def classify(words: Sequence[Word]) -> list[Talk]:
-    """What each of ``words`` (consecutive, in order) is."""
+def classify(words: Sequence[Word], no_value: Collection[int] = ()) -> list[Talk]:
+    """What each of ``words`` (consecutive, in order) is. ``no_value`` are indices of numbers known to be
+    no part of any value (the detector had every word that could join them to one): plain, and no
+    reason to keep the words beside them."""
     kinds: list[Talk] = []
     for index, word in enumerate(words):
         previous = words[index - 1] if index else None
         following = words[index + 1] if index + 1 < len(words) else None
-        if _counts_digits(word, following):
+        if index in no_value:
+            kinds.append(Talk.PLAIN)
+        elif _counts_digits(word, following):
             kinds.append(Talk.PLAIN)  # "the three digits on the back", "a four digit pin"
         elif _bare(word) in SOUNDALIKES:
             # "for" is a digit between digits ("four for two"), and a plain word elsewhere ("ask for").

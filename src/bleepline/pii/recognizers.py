@@ -6,10 +6,12 @@ characters; digits are judged here because only the tokens know how a number was
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from bleepline.pii.findings import (
     ACCOUNT_NUMBER,
+    CARD_CVV,
+    CARD_EXPIRY,
     CREDIT_CARD,
     EMAIL_ADDRESS,
     FROM_WORDS,
@@ -129,6 +131,127 @@ def _not_personal(spoken: SpokenText, index: int, ending: Ending) -> bool:
         return True
     following = spoken.tokens[index + 1] if index + 1 < len(spoken.tokens) else None
     return following is not None and spoken.token_text(following) in QUANTITY_WORDS
+
+
+#: What a number said digit by digit can be: a digit heard near one of these belongs to it.
+DIGIT_ENTITIES = frozenset({CREDIT_CARD, CARD_EXPIRY, CARD_CVV, PHONE_NUMBER, US_SSN, ACCOUNT_NUMBER, PIN})
+#: A value resumes after a pause or a few misheard words ("six six" written "thanks, thanks"): digits
+#: this close to a digit value, with at most this many other words between, belong to it, and so does
+#: everything between them. People pause up to a second or two between groups of a number.
+BRIDGE_S = 2.5
+BRIDGE_WORDS = 3
+BRIDGE_SCORE = 0.5
+#: Digits too few to be a value yet, said moments ago: the start of a number, or a harmless one.
+LONE_DIGITS_SCORE = 0.3
+#: A number before one of these counts something: it is no digit of a value.
+_NOT_A_DIGIT_BEFORE = QUANTITY_WORDS | word_set(
+    "digit digits number numbers letter letters character characters"
+)
+#: Something digit-like, for bridging: (start, end, first word, last word, the value found or None for a
+#: digit token on its own, the token's index or None).
+_Item = tuple[float, float, int, int, Finding | None, int | None]
+
+
+def digit_bridges(
+    spoken: SpokenText,
+    found: Sequence[Finding],
+    heard_until: float | None,
+    max_gap_s: float,
+) -> list[Finding]:
+    """Findings that join a digit value to the digits heard near it, and to any other digit value near it.
+
+    Whisper splits a number it half heard: a run of digits, a few everyday words where digits were, a
+    pause it wrote nothing for, then more digits, too few alone to be a value. The recognizers above see
+    separate runs, each judged alone; here, a digit value (``DIGIT_ENTITIES``) and every digit within
+    ``BRIDGE_S`` and ``BRIDGE_WORDS`` of it, chained, are one stretch with the value's entity. Digits
+    chained with no value among them are an open finding while the number may still go on (less than
+    ``BRIDGE_S`` heard after it): the first digits of a number must be masked before anyone can know it
+    is one. Once over, they are a value only if a recognizer above says so ("nine thirty in room four"
+    is no PIN). A number followed by a quantity
+    word ("two kids") is never a digit of a value.
+    """
+    anchors = sorted((f for f in found if f.entity in DIGIT_ENTITIES), key=lambda f: f.start)
+    items: list[_Item] = [(a.start, a.end, a.evidence[0], a.evidence[0], a, None) for a in anchors]
+    for index, token in enumerate(spoken.tokens):
+        if token.kind is not TokenKind.DIGITS:
+            continue
+        following = spoken.tokens[index + 1] if index + 1 < len(spoken.tokens) else None
+        if following is not None and spoken.token_text(following) in _NOT_A_DIGIT_BEFORE:
+            continue  # "two kids", "the three digits on the back"
+        start, end = spoken.time_span(token.start, token.end)
+        if any(a.start <= start and end <= a.end for a in anchors):
+            continue  # already part of a value
+        items.append((start, end, token.first_word, token.last_word, None, index))
+    if not items:
+        return []
+    items.sort(key=lambda item: (item[0], item[1]))
+    bridges: list[Finding] = []
+    cluster = [items[0]]
+    for item in [*items[1:], None]:
+        if item is not None and _bridged(spoken, cluster, item):
+            cluster.append(item)
+            continue
+        bridge = _bridge(spoken, cluster, heard_until, max_gap_s)
+        if bridge is not None:
+            bridges.append(bridge)
+        if item is not None:
+            cluster = [item]
+    return bridges
+
+
+def _bridged(spoken: SpokenText, cluster: Sequence[_Item], item: _Item) -> bool:
+    """Whether ``item`` continues the value of ``cluster``: near enough, and not another value."""
+    if item[4] is not None and any(c[4] is not None and c[4].entity != item[4].entity for c in cluster):
+        return False  # the next value, announced by its own cue: each keeps its own span
+    reach = max(c[1] for c in cluster)
+    if item[0] - reach > BRIDGE_S:
+        return False
+    between = sum(1 for word in spoken.words if word.start >= reach and word.end <= item[0])
+    return between <= BRIDGE_WORDS
+
+
+def _bridge(
+    spoken: SpokenText,
+    cluster: Sequence[_Item],
+    heard_until: float | None,
+    max_gap_s: float,
+) -> Finding | None:
+    """One finding over a cluster: a digit value with something near it, or digits that may yet become
+    one; None for anything else."""
+    anchors = [item[4] for item in cluster if item[4] is not None]
+    start = min(item[0] for item in cluster)
+    end = max(item[1] for item in cluster)
+    first = min(item[2] for item in cluster)
+    tokens = [item[5] for item in cluster if item[5] is not None]
+    if not anchors:
+        # A year, a clock time or an amount is no digit of an unannounced number ("nine thirty in room
+        # four" is not 9304): only what was read digit by digit counts, and the finding starts there.
+        read = [t for t in tokens if spoken.tokens[t].reading in (None, Reading.DIGITS)]
+        if not read:
+            return None
+        start, end = (
+            spoken.time_span(spoken.tokens[read[0]].start, spoken.tokens[read[0]].end)[0],
+            spoken.time_span(spoken.tokens[read[-1]].start, spoken.tokens[read[-1]].end)[1],
+        )
+        first = spoken.tokens[read[0]].first_word
+        after = sum(1 for word in spoken.words if word.start >= end)
+        resumable = heard_until is not None and heard_until - end < BRIDGE_S and after <= BRIDGE_WORDS
+        last = spoken.tokens[read[-1]].last_word
+        if resumable:
+            return Finding(CREDIT_CARD, LONE_DIGITS_SCORE, FROM_WORDS, start, end, (first, last), True)
+        return None
+    if len(cluster) < 2:
+        return None
+    entity = max(anchors, key=lambda a: a.score).entity
+    last_token = max(tokens) if tokens else None
+    if last_token is not None:
+        ending = ending_after(spoken, last_token, heard_until, max_gap_s)
+        last, still_open = ending.last_evidence, not ending.closed
+    else:
+        last, still_open = max(a.evidence[1] for a in anchors), False
+    last = max(last, *(a.evidence[1] for a in anchors))
+    still_open = still_open or any(a.open for a in anchors)
+    return Finding(entity, BRIDGE_SCORE, FROM_WORDS, start, end, (first, last), still_open)
 
 
 def spelled_letters(spoken: SpokenText, heard_until: float | None, max_gap_s: float) -> list[Finding]:

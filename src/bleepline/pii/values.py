@@ -32,6 +32,9 @@ from bleepline.pii.spoken import (
 
 CUE_SCORE = 0.8
 SILENCE_SCORE = 0.5
+#: A cued number shorter than its rule's ``min_value``: what was heard of it is masked all the same,
+#: since the recognizer may have dropped the rest ("my card number is 3 3", then words it misheard).
+SHORT_VALUE_SCORE = 0.4
 _DATE_JOINERS = frozenset({"of", "the", "slash", "/"})
 _SPELLING_LOOKAHEAD = 3  # tokens after a name where its spelling may start
 _SPELLING_S = 15.0  # the longest a spelling may take
@@ -82,12 +85,10 @@ class CueValue:
         word: what was said since may be more of the value, and the recognizer has not written it yet,
         or missed it.
         """
-        # Until its value starts, the span runs from the cue: the value could begin with any word. Once
-        # it has started, the span starts with it; what lay between ("is, uh, it's") was never PII.
+        # The span runs from the cue, even once the value has started: what lies between may be the
+        # value's first digits, misheard ("my count numbers. During the year of 8 1 7 2 6 3" for "my
+        # account number is 9 0 8 1 7 2 6 3"). Fillers there ("is, uh, it's") cost a little masking.
         start = self.cue_end
-        if self.value is not None:
-            first = spoken.tokens[self.value[0]]
-            start = max(self.cue_end, spoken.time_span(first.start, first.end)[0])
         if self.open:
             end, score = max(max(word.end for word in spoken.words), heard_until or 0.0), CUE_SCORE
         elif (
@@ -95,6 +96,13 @@ class CueValue:
         ):
             last = spoken.tokens[self.value[1]]
             end, score = spoken.time_span(last.start, last.end)[1], CUE_SCORE
+        elif (
+            self.value is not None
+            and self.rule.shape is Shape.NUMBER
+            and _value_size(spoken, self.rule.shape, self.value) > 0
+        ):
+            last = spoken.tokens[self.value[1]]
+            end, score = spoken.time_span(last.start, last.end)[1], SHORT_VALUE_SCORE
         elif self.silent_until is not None:
             # A cue, a long pause, and no value: the recognizer may have lost the value in that pause.
             end, score = self.silent_until, SILENCE_SCORE
