@@ -53,6 +53,7 @@ class Job:
 
     path: str  # the call's truth JSON
     variant: str
+    delay_s: float | None = None  # the policy's default when None
 
 
 def call_paths(which: str) -> list[Path]:
@@ -104,7 +105,9 @@ def run_job(job: Job) -> dict[str, Any]:
         path.stem, eval_redaction.chunked(varied.samples, varied.rate), varied.truth["pii"], whisper, detector
     )
     recorded.speech_reference = perturb.speech_reference(job.variant, samples, rate)
-    scored = eval_redaction.score(recorded, RedactionPolicy().delay_s)
+    scored = eval_redaction.score(
+        recorded, job.delay_s if job.delay_s is not None else RedactionPolicy().delay_s
+    )
     return {
         "call": path.stem,
         "variant": job.variant,
@@ -217,13 +220,17 @@ def print_report(result: dict[str, Any]) -> None:
 
 
 def run(
-    paths: Sequence[Path], variants: Sequence[str], jobs: int = 1, spec: ModelSpec | None = None
+    paths: Sequence[Path],
+    variants: Sequence[str],
+    jobs: int = 1,
+    spec: ModelSpec | None = None,
+    delay_s: float | None = None,
 ) -> dict[str, Any]:
     """Every call x variant (plain always among them) on ``spec`` (default tiny.en); the figures."""
     _use(spec)
     if "plain" not in variants:
         variants = ["plain", *variants]
-    work = [Job(str(p), v) for p in paths for v in variants]
+    work = [Job(str(p), v, delay_s) for p in paths for v in variants]
     began = time.perf_counter()
     if jobs <= 1:
         rows = []
@@ -235,6 +242,8 @@ def run(
         with multiprocessing.get_context("spawn").Pool(jobs, initializer=_use, initargs=(spec,)) as pool:
             rows = pool.map(run_job, work, chunksize=1)
     result = report(rows, variants)
+    if delay_s is not None:
+        result["delay_s"] = delay_s
     result["model"] = (spec or resolve_model()).name
     result["wall_s"] = round(time.perf_counter() - began, 1)
     result["audio_s"] = round(sum(r["audio_s"] for r in rows), 1)
@@ -260,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes over call x variant")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--delay", type=float, help="the delay D in seconds (default: the policy's)")
     args = parser.parse_args(argv)
     if args.five:
         if not SHARED_CALLS.is_dir():
@@ -270,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not paths:
         parser.error(f"no calls in set {args.calls!r}")
     print(f"{len(paths)} calls x {len(set(variants) | {'plain'})} variants (plain included)", flush=True)
-    result = run(paths, variants, args.jobs)
+    result = run(paths, variants, args.jobs, delay_s=args.delay)
     print_report(result)
     print(f"\n{result['audio_s']:.0f} s of audio in {result['wall_s']:.0f} s")
     if args.json:

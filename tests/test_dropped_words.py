@@ -142,3 +142,16 @@ def test_a_slowly_read_number_with_no_word_heard_stays_masked(detector: SpokenPi
         assert unchanged[int(start * RATE) : int(end * RATE)].mean() < 0.01, (start, end)
     # ...while the plain talk before them, which the recognizer heard, is not masked.
     assert unchanged[int(0.25 * RATE) : int(1.2 * RATE)].mean() > 0.9
+
+
+def test_a_long_pause_closes_a_number_said_just_before_it(detector: SpokenPiiDetector) -> None:
+    # "any time after 5" and then the far end sends nothing: the lone digit may start a number only
+    # while something could still follow it. A long pause says nothing did.
+    words = [Word(0.2, 0.5, "any"), Word(0.5, 0.8, "time"), Word(0.8, 1.1, "after"), Word(1.2, 1.5, "5")]
+    listener = CallListener(RATE, ScriptedRecognizer(words), SpanTracker(detector))  # type: ignore[arg-type]
+    listener.vad = ScriptedVad([SpeechRegion(0.0, 1.7)])  # type: ignore[assignment]
+    audio = noise(2 * RATE, seed=7) // 4
+    for start in range(0, len(audio), 160):
+        listener.push(AudioChunk(audio[start : start + 160], RATE, start))
+    assert listener.pause(2.0).spans  # a short pause: the number may still go on
+    assert listener.pause(2.0, silent_s=3.0).spans == ()

@@ -12,7 +12,7 @@ import pytest
 
 from bleepline.call import CallSession
 from bleepline.listener import Hearing
-from bleepline.live import LiveCall
+from bleepline.live import LONG_PAUSE_S, LiveCall
 from bleepline.timeline import AudioChunk, PiiSpan
 from tests.conftest import noise
 from tests.test_call import POLICY, RATE, Capture, ScriptedListener, run_call, seconds
@@ -205,9 +205,11 @@ class PausableListener(ScriptedListener):
     def __init__(self, lag: float) -> None:
         super().__init__([], lag=lag)
         self.pauses: list[float] = []
+        self.silences: list[float] = []
 
-    def pause(self, at: float) -> Hearing:
+    def pause(self, at: float, silent_s: float = 0.0) -> Hearing:
         self.pauses.append(at)
+        self.silences.append(silent_s)
         return Hearing(heard_until=at, final_until=at, spans=())
 
 
@@ -219,8 +221,11 @@ def test_audio_that_stops_coming_is_a_pause_and_what_came_before_is_cleared_in_t
         call.clock.now = call.start_clock + 2.0 + step * 0.02
         call.live.tick()
         assert call.live.settle(WAIT)
-    assert listener.pauses == [pytest.approx(2.0)]  # once per silence
-    assert call.live.stats.pauses == 1
+    # Once per silence, and once more when it has lasted LONG_PAUSE_S, saying how long.
+    assert listener.pauses == [pytest.approx(2.0), pytest.approx(2.0)]
+    assert listener.silences[0] == 0.0
+    assert LONG_PAUSE_S <= listener.silences[1] < LONG_PAUSE_S + 0.05
+    assert call.live.stats.pauses == 2
     call.live.end()
     released = call.released()
     # Noticed 0.3 s into the silence: what the 2 s delay had not yet released by then comes out clear.

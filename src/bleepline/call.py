@@ -19,9 +19,9 @@ from typing import Protocol, runtime_checkable
 
 from bleepline.audio.dtmf import DtmfDetector, DtmfTone
 from bleepline.listener import Hearing
-from bleepline.pii.detector import merge_spans
-from bleepline.pii.plain import Talk, classify, is_number
-from bleepline.pii.recognizers import BRIDGE_S
+from bleepline.pii.detector import DetectorOptions, merge_spans
+from bleepline.pii.plain import Talk, classify, is_everyday_number, is_number
+from bleepline.pii.recognizers import BRIDGE_S, DIGIT_ENTITIES, LONE_DIGITS_SCORE, TWO_DIGITS_S
 from bleepline.redact.delayline import DelayLine
 from bleepline.redact.policy import MaskReason, RedactionPolicy
 from bleepline.store.transcript import Redaction, Transcript, TranscriptBuilder
@@ -41,6 +41,9 @@ SETTLE_S = 0.5
 #: top (``_settle``), so that nothing a span over that word would mask is ever given back: given back and
 #: claimed again later, it would have gone out unmasked in between (a late mark).
 VALUE_WORD_GUARD_S = 0.25
+#: ...and after one said before a pause, this far into the pause: as far as the detector's span would
+#: reach (``DetectorOptions.pause_padding_s``), since Whisper ends the last word before a pause early.
+VALUE_WORD_PAUSE_GUARD_S = DetectorOptions().pause_padding_s
 
 
 class AudioSink(Protocol):
@@ -61,7 +64,7 @@ class Listener(Protocol):
 class PausingListener(Listener, Protocol):
     """A listener that can be told the audio stopped coming for a while (``CallListener`` can)."""
 
-    def pause(self, at: float) -> Hearing: ...
+    def pause(self, at: float, silent_s: float = 0.0) -> Hearing: ...
 
 
 @dataclass(frozen=True)
@@ -180,16 +183,17 @@ class CallSession:
             return Heard(now, None, exc, chunk is not None)
         return Heard(now, hearing, None, chunk is not None)
 
-    def listen_pause(self) -> Heard:
+    def listen_pause(self, silent_s: float = 0.0) -> Heard:
         """No audio has come for a while (the far end stopped sending in a silence, or the stream
         stalled): the listener settles what it heard so far, as at a pause in speech, so that audio
-        held before the stall can be cleared before its release time. ``take_in`` the result."""
+        held before the stall can be cleared before its release time. ``silent_s``: how long nothing
+        has come, once it is long (``live.LONG_PAUSE_S``). ``take_in`` the result."""
         now = self._heard_until
         listener = self.listener
         if not isinstance(listener, PausingListener):
             return Heard(now, None, None, False, pause=True)
         try:
-            return Heard(now, listener.pause(now), None, False, pause=True)
+            return Heard(now, listener.pause(now, silent_s), None, False, pause=True)
         except Exception as exc:  # as in ``listen``: fail closed
             return Heard(now, None, exc, False, pause=True)
 
@@ -294,7 +298,8 @@ class CallSession:
         """
         released = self.delay.released_until
         pad_before, pad_after = self.policy.pad_before_s, self.policy.pad_after_s
-        until = hearing.final_until - (0.0 if last else SETTLE_S)  # after the last word, nothing can claim it
+        # After the last word, or in a long silence, nothing can claim the words before the final point.
+        until = hearing.final_until - (0.0 if last or hearing.silent_until else SETTLE_S)
         if hearing.tentative_words and not last:
             # A word not final yet may have begun well before the final point (words are final whole),
             # and may turn out to be a value: nothing its guard would keep is judged before it is final.
@@ -306,22 +311,37 @@ class CallSession:
             return
         keep = [(s.start - pad_before, s.end + pad_after) for s in hearing.spans]
         plain: list[tuple[float, float]] = []
-        # A number with every word that could bridge it to a value final (``BRIDGE_S`` past it), that no
-        # span covers, is no value ("room four", "two kids"): plain, and so are the words beside it.
+        # A number said on its own ("room four", "two kids", "twenty twenty four", "at 930"), with every
+        # word that could bridge it to a value final (``BRIDGE_S`` past it, or ``TALK_WORDS`` different
+        # words after it, heard if not yet final: "0 what your country can do"), that no span covers, is
+        # no value: plain, and so are the words beside it. Never a number beside another ("zero one
+        # four"): digits read one after the other are an identifier, whatever the detector made of the
+        # few it heard. Nor a numeral like "737" soon after a digit value: a security code is said so.
+        words = self._words
+        following = (*words, *hearing.tentative_words)
+        known_until = max(hearing.final_until, hearing.silent_until)  # a long pause is silence heard
         no_value = {
             index
-            for index, word in enumerate(self._words)
+            for index, word in enumerate(words)
             if is_number(word)
-            and (last or hearing.final_until >= word.end + BRIDGE_S)
+            and (is_everyday_number(word) or not _near_digit_value(word, hearing.spans))
+            and not _beside_number(words, index)
+            and (last or known_until >= word.end + BRIDGE_S or _talk_follows(following[index + 1 :]))
             and not any(s.start < word.end and word.start < s.end for s in hearing.spans)
         }
-        for word, talk in zip(self._words, classify(self._words, no_value), strict=True):
+        # The silence after a plain word, up to the next word, is given back with it once the listener
+        # has checked that stretch for speech no word covers (``Hearing.checked_until``): speech the
+        # recognizer missed there is masked as unverified, apart, by the listener's own test.
+        checked = hearing.checked_until
+        for index, (word, talk) in enumerate(zip(words, classify(words, no_value), strict=True)):
             if talk is Talk.PLAIN:
-                plain.append((word.start, word.end))
+                after = words[index + 1].start if index + 1 < len(words) else checked
+                plain.append((word.start, max(word.end, after) if after <= checked else word.end))
             elif talk is Talk.VALUE:
-                keep.append(
-                    (word.start - VALUE_WORD_GUARD_S - pad_before, word.end + VALUE_WORD_GUARD_S + pad_after)
-                )
+                # A value word's guard reaches into the pause after it as far as a span would.
+                pause = words[index + 1].start - word.end if index + 1 < len(words) else math.inf
+                tail = max(VALUE_WORD_GUARD_S, min(VALUE_WORD_PAUSE_GUARD_S, pause))
+                keep.append((word.start - VALUE_WORD_GUARD_S - pad_before, word.end + tail + pad_after))
             else:
                 keep.append((word.start, word.end))
         for start, end in _joined(plain):
@@ -455,9 +475,72 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-#: Plain words closer than this are taken back with the gap between them: no word fits in it (the
-#: shortest spoken digits last about 0.2 s), so it is Whisper's loose word edges, not speech it missed.
-_WORD_JOIN_S = 0.1
+#: Plain words closer than this are taken back with the gap between them: no whole word fits in it
+#: beside the words' own loose edges (the shortest spoken digits last about 0.2 s, and Whisper's edges
+#: reach 0.1-0.2 s into a pause), so it is a pause, not speech it missed. Speech it missed near values
+#: is the listener's to find (``speech.unheard``); over the perturbed calls, 0.25 s leaked no digit
+#: that 0.1 s did not.
+_WORD_JOIN_S = 0.25
+
+
+#: A number this close to another, with nothing between them, is read with it.
+_NUMBERS_APART_S = 1.5
+
+
+#: Different words, at least, between a number and the next before the number is taken for talk: more
+#: than a bridge spans (``BRIDGE_WORDS``), since a digit misheard as a word or two is common.
+TALK_WORDS = 2
+
+
+#: Digit values said within this long of each other are one exchange of data: card, expiry, code.
+VALUE_CONTEXT_S = 5.0
+
+
+def _near_digit_value(word: Word, spans: Sequence[PiiSpan]) -> bool:
+    """Whether a span of a digit value (a card, a phone number...) lies within ``VALUE_CONTEXT_S``."""
+    return any(
+        span.entity in DIGIT_ENTITIES
+        and span.score > LONE_DIGITS_SCORE  # a value, not digits that may yet start one
+        and span.start - VALUE_CONTEXT_S < word.end
+        and word.start < span.end + VALUE_CONTEXT_S
+        for span in spans
+    )
+
+
+def _talk_follows(words: Sequence[Word]) -> bool:
+    """Whether ``TALK_WORDS`` different words come before the next number."""
+    said: set[str] = set()
+    for word in words:
+        if is_number(word):
+            return False
+        bare = word.text.strip(_EDGE).lower()
+        if sum(char.isalpha() for char in bare) > 1:
+            said.add(bare)
+            if len(said) >= TALK_WORDS:
+                return True
+    return False
+
+
+_EDGE = ".,?!;:\"'()[]{}<>-\u2026"
+
+
+def _beside_number(words: Sequence[Word], index: int) -> bool:
+    """Whether the word at ``index`` is read with another number: right beside it (within
+    ``_NUMBERS_APART_S``), or with at most two words between them in the time two digits take
+    (``TWO_DIGITS_S``: "9. You will 8." for "9 0 1 8"), as the detector bridges digits."""
+    word = words[index]
+    for step in (-1, 1):
+        other, between = index + step, 0
+        while 0 <= other < len(words) and between <= 2:
+            near = words[other]
+            gap = word.start - near.end if step < 0 else near.start - word.end
+            if is_number(near):
+                return gap <= (_NUMBERS_APART_S if between == 0 else TWO_DIGITS_S)
+            if gap > TWO_DIGITS_S:
+                break
+            between += 1
+            other += step
+    return False
 
 
 def _joined(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

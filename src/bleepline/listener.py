@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bleepline.pii.plain import might_be_value
 from bleepline.pii.stream import SpanTracker
 from bleepline.speech.asr import StreamingRecognizer, TranscriptUpdate
 from bleepline.speech.unheard import UnheardSpeech
@@ -32,13 +31,18 @@ class Hearing:
     tentative_words: tuple[Word, ...] = ()
     unverified: tuple[tuple[float, float], ...] = ()
     speech: tuple[SpeechRegion, ...] = ()
+    #: After a long pause: nothing was said from the last audio up to here (no audio came at all).
+    silent_until: float = 0.0
+    #: Speech no final word covers has been looked for up to here (``speech.unheard``).
+    checked_until: float = 0.0
 
 
-#: Around a word that could be part of a value, and around every span, speech the recognizer wrote nothing
-#: for is held to the stricter test of ``speech.unheard`` (a digit it dropped is short): from this long
+#: Around every span, speech the recognizer wrote nothing for is held to the stricter test of
+#: ``speech.unheard`` (a digit it dropped is short): from this long
 #: before to this long after. A caller reading a number pauses up to a second or two between groups.
-SENSITIVE_BEFORE_S = 1.0
+SENSITIVE_BEFORE_S = 0.5
 SENSITIVE_AFTER_S = 2.0
+SENSITIVE_MEMORY_S = 30.0
 
 
 @dataclass
@@ -64,8 +68,7 @@ class CallListener:
         self.stats = ListenerStats()
         self.unheard = UnheardSpeech(region_padding_s=self.vad.options.padding_ms / 1000)
         self._spans: tuple[PiiSpan, ...] = ()
-        self._value_words: list[tuple[float, float]] = []  # recent final words that could be a value
-        self._previous_final: Word | None = None
+        self._recent_spans: list[tuple[float, float]] = []  # final spans of late, for ``_sensitive``
 
     def push(self, chunk: AudioChunk) -> Hearing:
         regions = self.vad.push(chunk)
@@ -76,12 +79,14 @@ class CallListener:
         self.stats.speech_regions += regions
         return self._hear(chunk.end / chunk.sample_rate, regions)
 
-    def pause(self, at: float) -> Hearing:
+    def pause(self, at: float, silent_s: float = 0.0) -> Hearing:
         """No audio came for a while after ``at`` seconds (a silence the far end did not send, or a
-        stalled stream): settle what was heard, as at a pause, without waiting for audio to resume."""
+        stalled stream): settle what was heard, as at a pause, without waiting for audio to resume.
+        ``silent_s`` says the silence has lasted that long: values said before it are over (only the
+        detector is told; nothing past ``at`` was heard, so nothing past it is final)."""
         self.recognizer.flush()
         self.stats.flushes_at_pauses += 1
-        return self._hear(at, [])
+        return self._hear(at, [], silent_s=silent_s)
 
     def end(self, at: float) -> Hearing:
         """The call is over at ``at`` seconds: settle everything still pending, and close every value
@@ -90,18 +95,21 @@ class CallListener:
         self.recognizer.end()
         return self._hear(at, regions, ended=True)
 
-    def _hear(self, now: float, regions: list[SpeechRegion], ended: bool = False) -> Hearing:
+    def _hear(
+        self, now: float, regions: list[SpeechRegion], ended: bool = False, silent_s: float = 0.0
+    ) -> Hearing:
         updates = list(self.recognizer.updates())
-        if updates or ended:
+        if updates or ended or silent_s:
             self.stats.updates += len(updates)
             final, tentative = _merged(updates) if updates else ([], ())
-            self._spans = tuple(self.tracker.update(final, tentative, heard_until=now, ended=ended))
+            heard = now + silent_s
+            self._spans = tuple(self.tracker.update(final, tentative, heard_until=heard, ended=ended))
             self.stats.spans_reported += len(self._spans)
         final_words = tuple(w for u in updates for w in u.final)
         final_until = self.recognizer.final_until
         # Speech no final word covers was never checked for PII: unverified, like a recognizer's gap.
         self.unheard.add(regions, final_words)
-        unheard = self.unheard.check(final_until, self._sensitive(final_words, now))
+        unheard = self.unheard.check(final_until, self._sensitive(now))
         self.stats.unheard_s += sum(end - start for start, end in unheard)
         return Hearing(
             heard_until=now,
@@ -111,18 +119,23 @@ class CallListener:
             tentative_words=updates[-1].tentative if updates else (),
             unverified=(*(gap for u in updates for gap in u.unverified), *unheard),
             speech=tuple(regions),
+            silent_until=now + silent_s if silent_s else 0.0,
+            checked_until=self.unheard.checked_until,
         )
 
-    def _sensitive(self, final_words: tuple[Word, ...], now: float) -> list[tuple[float, float]]:
-        """Where a value is being said or was just said: around recent value words and every span."""
-        for word in final_words:
-            if might_be_value(word, self._previous_final):
-                self._value_words.append((word.start, word.end))
-            self._previous_final = word
-        horizon = now - 30.0
-        if self._value_words and self._value_words[0][1] < horizon:
-            self._value_words = [w for w in self._value_words if w[1] >= horizon]
-        stretches = [*self._value_words, *((span.start, span.end) for span in self._spans)]
+    def _sensitive(self, now: float) -> list[tuple[float, float]]:
+        """Where a value is being said or was just said: around every span reported now, and every
+        final one of the last ``SENSITIVE_MEMORY_S`` (a value's span may be gone from the context before
+        the speech around it is checked). Spans, not every number word: "two kids" opens none, and a
+        number that was no value ("in 2024") leaves none behind, so the talk around it is held to the
+        ordinary test."""
+        for span in self._spans:
+            if span.final and (not self._recent_spans or self._recent_spans[-1] != (span.start, span.end)):
+                self._recent_spans.append((span.start, span.end))
+        horizon = now - SENSITIVE_MEMORY_S
+        if self._recent_spans and self._recent_spans[0][1] < horizon:
+            self._recent_spans = [s for s in self._recent_spans if s[1] >= horizon]
+        stretches = [*self._recent_spans, *((span.start, span.end) for span in self._spans)]
         return [(start - SENSITIVE_BEFORE_S, end + SENSITIVE_AFTER_S) for start, end in stretches]
 
 

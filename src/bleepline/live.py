@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bleepline.call import CallReport, CallSession
+from bleepline.pii.recognizers import BRIDGE_S
 from bleepline.redact.policy import MaskReason
 from bleepline.timeline import AudioChunk
 
@@ -24,6 +25,10 @@ DEFAULT_END_TIMEOUT_S = 10.0
 #: before it are cleared in time; otherwise they would wait for audio that may never come, and go out
 #: masked as unverified. Packets come every 20 ms; jitter buffers hold 60 ms or so.
 DEFAULT_STALL_S = 0.3
+#: No audio for this long is a long pause: said once more, with its length, so that a value said before
+#: it is known to be over (no digit can follow it closely enough to belong to it) and its provisional
+#: masking can be judged before its release time, instead of waiting for audio that may never come.
+LONG_PAUSE_S = BRIDGE_S
 
 
 @dataclass
@@ -46,6 +51,7 @@ class LiveStats:
 class _Queued:
     chunk: AudioChunk | None  # None: no audio came for a while (a pause for the listener)
     pushed_at: float  # clock() when the media side pushed it (or the pause was noticed)
+    silent_s: float = 0.0  # for a long pause: how long no audio has come
 
 
 class LiveCall:
@@ -75,6 +81,7 @@ class LiveCall:
         self.stall_s = stall_s
         self._last_push = 0.0  # clock() of the last chunk pushed
         self._paused = True  # a pause is asked for once per silence, and not before any audio
+        self._long_paused = True  # and a long pause once more
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the worker waits on it for work or the end
         self._queue: deque[_Queued] = deque()
@@ -104,7 +111,7 @@ class LiveCall:
             if self._origin is None:
                 self._origin = now - chunk.end / chunk.sample_rate  # a packet arrives once its audio is over
             self.session.hold(chunk)
-            self._last_push, self._paused = now, False
+            self._last_push, self._paused, self._long_paused = now, False, False
             self._queue.append(_Queued(chunk, now))
             self._queued_samples += len(chunk.samples)
             if self._dead:
@@ -131,6 +138,10 @@ class LiveCall:
             if not self._paused and not self._ending and now - self._last_push >= self.stall_s:
                 self._paused = True
                 self._queue.append(_Queued(None, now))
+                self._wake.notify()
+            elif not self._long_paused and not self._ending and now - self._last_push >= LONG_PAUSE_S:
+                self._long_paused = True
+                self._queue.append(_Queued(None, now, silent_s=now - self._last_push))
                 self._wake.notify()
             self.session.release_until(now - self._origin - self.session.policy.delay_s)
 
@@ -229,7 +240,7 @@ class LiveCall:
                 self._busy = True
             # The slow part, with the lock released: the media side and the clock carry on meanwhile.
             chunk = item.chunk
-            heard = self.session.listen_pause() if chunk is None else self.session.listen(chunk)
+            heard = self.session.listen_pause(item.silent_s) if chunk is None else self.session.listen(chunk)
             with self._wake:
                 self._busy = False
                 if self._abandoned:

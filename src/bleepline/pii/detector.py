@@ -156,7 +156,7 @@ class SpokenPiiDetector:
     def _place(self, finding: Finding, spoken: SpokenText, heard_until: float | None) -> PiiSpan:
         first, last = finding.evidence
         settled = all(word.final for word in spoken.words[first : last + 1])
-        pad = self.options.padding_s
+        pad = self.options.padding_s if finding.padding_s is None else finding.padding_s
         into_pause = min(self.options.pause_padding_s, _silence_after(spoken, finding.end, heard_until))
         return PiiSpan(
             start=max(0.0, finding.start - pad),

@@ -58,6 +58,9 @@ class Finding:
     end: float
     evidence: tuple[int, int]
     open: bool
+    #: How far the span reaches past the words, if not the detector's padding (``DetectorOptions``); it
+    #: reaches into a pause after them as far as any span does.
+    padding_s: float | None = None
 
 
 @dataclass(frozen=True)

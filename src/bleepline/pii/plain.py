@@ -24,7 +24,7 @@ _CALL_TALK = word_set(
     "yes yeah yep no nope okay ok great thanks thank sure hello hi hey perfect right alright good fine "
     "sorry excellent lovely cheers bye goodbye wonderful correct exactly number numbers code date birth "
     "address email name surname spell spelled digits digit long short security social account card "
-    "hash pound star key keys keypad press enter type dial"
+    "hash pound star key keys keypad press enter type dial mr mrs ms miss dr sir madam"
 )
 #: Letters that are everyday words too ("a bit", "I think"), and ordinals said far more often outside dates
 #: than in them ("first name", "one second"): not values by themselves. In a spelling or a date, the
@@ -86,6 +86,21 @@ def is_number(word: Word) -> bool:
     return all(part in _NUMBER_WORDS for part in bare.split("-"))
 
 
+_YEAR = re.compile(r"(19|20)\d\d")
+_CLOCK_OR_AMOUNT = re.compile(r"\d{1,2}:\d\d|[$\u00a3\u20ac]\d[\d,.]*|\d[\d,.]*%")
+
+
+def is_everyday_number(word: Word) -> bool:
+    """Whether ``word`` is a number as everyday talk says one: number words, a numeral of one or two
+    digits, a year, a clock time or an amount. Not a numeral of three or more digits otherwise ("737",
+    "014"): Whisper writes a security code or a group of a card number read out that way."""
+    if not is_number(word):
+        return False
+    bare = word.text.strip().strip(_EDGE)
+    digits = sum(ch.isdigit() for ch in bare)
+    return digits <= 2 or bool(_YEAR.fullmatch(bare) or _CLOCK_OR_AMOUNT.fullmatch(bare))
+
+
 class Talk(enum.Enum):
     """What a final word is, for taking back provisional masking over it."""
 
@@ -118,6 +133,8 @@ def classify(words: Sequence[Word], no_value: Collection[int] = ()) -> list[Talk
     # Beside a value, Whisper writes a misheard digit as an everyday word ("I'm" for "two" before "5"):
     # there only fillers and cue words ("my number is 5...") stay plain.
     for index, word in enumerate(words):
+        if index in no_value:
+            continue  # known to be no value, beside whatever
         if kinds[index] is Talk.PLAIN and _beside_value(words, kinds, index) and not _filler(word):
             kinds[index] = Talk.UNKNOWN
     return kinds

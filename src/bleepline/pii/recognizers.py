@@ -6,6 +6,7 @@ characters; digits are judged here because only the tokens know how a number was
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from bleepline.pii.findings import (
@@ -136,13 +137,22 @@ def _not_personal(spoken: SpokenText, index: int, ending: Ending) -> bool:
 #: What a number said digit by digit can be: a digit heard near one of these belongs to it.
 DIGIT_ENTITIES = frozenset({CREDIT_CARD, CARD_EXPIRY, CARD_CVV, PHONE_NUMBER, US_SSN, ACCOUNT_NUMBER, PIN})
 #: A value resumes after a pause or a few misheard words ("six six" written "thanks, thanks"): digits
-#: this close to a digit value, with at most this many other words between, belong to it, and so does
-#: everything between them. People pause up to a second or two between groups of a number.
+#: this close to a digit value, with at most this many other words between (lone letters and repeats
+#: not counted: "thanks, thanks" is one), belong to it, and so does everything between them. "Any time,
+#: 5" after a phone number is two words, and no part of it. People pause up to a second or two between
+#: groups of a number.
 BRIDGE_S = 2.5
-BRIDGE_WORDS = 3
+BRIDGE_WORDS = 1
+#: As long as two digits take to say, with the pause after each.
+TWO_DIGITS_S = 1.2
 BRIDGE_SCORE = 0.5
 #: Digits too few to be a value yet, said moments ago: the start of a number, or a harmless one.
 LONE_DIGITS_SCORE = 0.3
+#: ...masked over the digits, a little of the words' loose edges, and the pause after them (Whisper
+#: ends the last word before a pause early) only, since most are harmless and are given back once
+#: nothing follows them: the words beside them need not wait with them.
+LONE_DIGITS_PAD_S = 0.1
+_EDGE = ".,?!;:\"'()[]{}<>-\u2026"
 #: A number before one of these counts something: it is no digit of a value.
 _NOT_A_DIGIT_BEFORE = QUANTITY_WORDS | word_set(
     "digit digits number numbers letter letters character characters"
@@ -173,7 +183,11 @@ def digit_bridges(
     anchors = sorted((f for f in found if f.entity in DIGIT_ENTITIES), key=lambda f: f.start)
     items: list[_Item] = [(a.start, a.end, a.evidence[0], a.evidence[0], a, None) for a in anchors]
     for index, token in enumerate(spoken.tokens):
-        if token.kind is not TokenKind.DIGITS:
+        # A lone letter right beside digits is a digit misheard ("1 1 1 Q" for "1 1 2 6"): it joins a
+        # value it is near, though it never starts one.
+        text = spoken.token_text(token)
+        letter = len(text) == 1 and text.isalpha() and text not in ("a", "i")  # "a" and "I" are words
+        if token.kind is not TokenKind.DIGITS and not letter:
             continue
         following = spoken.tokens[index + 1] if index + 1 < len(spoken.tokens) else None
         if following is not None and spoken.token_text(following) in _NOT_A_DIGIT_BEFORE:
@@ -206,8 +220,21 @@ def _bridged(spoken: SpokenText, cluster: Sequence[_Item], item: _Item) -> bool:
     reach = max(c[1] for c in cluster)
     if item[0] - reach > BRIDGE_S:
         return False
-    between = sum(1 for word in spoken.words if word.start >= reach and word.end <= item[0])
-    return between <= BRIDGE_WORDS
+    words = len(_words_between(spoken, reach, item[0]))
+    # Words where digits were take the digits' time: two in the time of two digits ("9. You will 8."
+    # for "9 0 1 8"), one over a longer pause ("3 3 i Thanks, thanks. 0").
+    return words <= BRIDGE_WORDS or (words <= 2 * BRIDGE_WORDS and item[0] - reach <= TWO_DIGITS_S)
+
+
+def _words_between(spoken: SpokenText, start: float, end: float) -> set[str]:
+    """The different words said wholly between ``start`` and ``end``, lone letters left out.
+
+    A lone letter between digits is a digit misheard ("3 3 i"), and so is a word said again and again
+    where digits repeat ("5 5 5" heard as "please, please, please"): those count once, or not at all.
+    """
+    words = (word for word in spoken.words if word.start >= start and word.end <= end)
+    inside = (word.text.strip(_EDGE).lower() for word in words)
+    return {bare for bare in inside if sum(char.isalpha() for char in bare) > 1}
 
 
 def _bridge(
@@ -226,7 +253,12 @@ def _bridge(
     if not anchors:
         # A year, a clock time or an amount is no digit of an unannounced number ("nine thirty in room
         # four" is not 9304): only what was read digit by digit counts, and the finding starts there.
-        read = [t for t in tokens if spoken.tokens[t].reading in (None, Reading.DIGITS)]
+        read = [
+            t
+            for t in tokens
+            if spoken.tokens[t].kind is TokenKind.DIGITS
+            and spoken.tokens[t].reading in (None, Reading.DIGITS)
+        ]
         if not read:
             return None
         start, end = (
@@ -234,11 +266,13 @@ def _bridge(
             spoken.time_span(spoken.tokens[read[-1]].start, spoken.tokens[read[-1]].end)[1],
         )
         first = spoken.tokens[read[0]].first_word
-        after = sum(1 for word in spoken.words if word.start >= end)
+        after = len(_words_between(spoken, end, math.inf))
         resumable = heard_until is not None and heard_until - end < BRIDGE_S and after <= BRIDGE_WORDS
         last = spoken.tokens[read[-1]].last_word
         if resumable:
-            return Finding(CREDIT_CARD, LONE_DIGITS_SCORE, FROM_WORDS, start, end, (first, last), True)
+            return Finding(
+                CREDIT_CARD, LONE_DIGITS_SCORE, FROM_WORDS, start, end, (first, last), True, LONE_DIGITS_PAD_S
+            )
         return None
     if len(cluster) < 2:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bleepline.pii.detector import SpokenPiiDetector
+from bleepline.pii.recognizers import BRIDGE_S
 from bleepline.timeline import PiiSpan, Word
 
 
@@ -43,7 +44,9 @@ class SpanTracker:
         is over, so the silence after the last word is as long as any pause that ends a value.
         """
         if ended:
-            heard_until += self.detector.options.max_gap_s
+            # Nothing more will be said: the silence after the last word outlasts any pause that could
+            # continue a value, or bridge one to digits said after it.
+            heard_until += max(self.detector.options.max_gap_s, BRIDGE_S) + 1.0
         self._final.extend(final)
         self._tentative = tuple(tentative)
         horizon = heard_until - self.context_s
