@@ -70,3 +70,14 @@ def test_an_everyday_word_beside_a_digit_may_be_a_misheard_digit() -> None:
     assert kinds("call me on I'm 5, 5") == [P, P, P, U, V, V]
     assert kinds("my number is 5 5 5 thanks") == [P, P, P, V, V, V, P]  # fillers and thanks stay plain
     assert kinds("I'm ringing about it") == [P, U, P, P]  # nowhere near a value: "I'm" is plain
+
+
+def test_everyday_numbers_are_number_words_short_numerals_years_times_and_amounts() -> None:
+    from bleepline.pii.plain import is_everyday_number
+
+    def everyday(text: str) -> bool:
+        return is_everyday_number(Word(0.0, 0.3, text))
+
+    assert all(everyday(t) for t in ("four", "twenty-four", "4", "30.", "2024", "9:30", "$100", "100%"))
+    # A numeral of three or more digits otherwise is how Whisper writes a code or a group read out.
+    assert not any(everyday(t) for t in ("737", "014", "4111", "1,500", "Mr.", "five-ish"))

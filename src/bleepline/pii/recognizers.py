@@ -15,6 +15,7 @@ from bleepline.pii.findings import (
     CARD_EXPIRY,
     CREDIT_CARD,
     EMAIL_ADDRESS,
+    FROM_CUE,
     FROM_WORDS,
     PERSON,
     PHONE_NUMBER,
@@ -215,7 +216,11 @@ def digit_bridges(
 
 def _bridged(spoken: SpokenText, cluster: Sequence[_Item], item: _Item) -> bool:
     """Whether ``item`` continues the value of ``cluster``: near enough, and not another value."""
-    if item[4] is not None and any(c[4] is not None and c[4].entity != item[4].entity for c in cluster):
+    if (
+        item[4] is not None
+        and item[4].source == FROM_CUE
+        and any(c[4] is not None and c[4].entity != item[4].entity for c in cluster)
+    ):
         return False  # the next value, announced by its own cue: each keeps its own span
     reach = max(c[1] for c in cluster)
     if item[0] - reach > BRIDGE_S:
