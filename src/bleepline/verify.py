@@ -229,6 +229,22 @@ def _in_silence(word: Word, silences: Sequence[tuple[float, float]], duration: f
     return any(a <= start and end <= b for a, b in silences)
 
 
+def _audible_part(word: Word, silences: Sequence[tuple[float, float]]) -> Word | None:
+    """``word`` without the mask at either end: Whisper's word edges run over a beep or a silence beside
+    the word (a "7" timed from inside a masked number into the talk after it), and a finding says where
+    something is audible, not where the mask is. None if nothing of it is left."""
+    start, end = word.start, word.end
+    for a, b in sorted(silences):
+        if a <= start < b:
+            start = b
+    for a, b in sorted(silences, reverse=True):
+        if a < end <= b:
+            end = a
+    if end <= start:
+        return None
+    return Word(start, end, word.text, word.probability, word.final)
+
+
 # --- listening -----------------------------------------------------------------------------------------
 
 # Which decoder: both, and what either hears counts.
@@ -268,6 +284,7 @@ def _listen(
             else _streaming_words(audio, whisper)
         )
         words = [w for w in words if not _in_silence(w, silences, duration, options.silence_guard_s)]
+        words = [t for t in (_audible_part(w, silences) for w in words) if t is not None]
         if not words:
             continue
         findings += [

@@ -465,9 +465,10 @@ def test_words_placed_wholly_in_the_mask_are_dropped_as_invented() -> None:
     audio[RATE : 3 * RATE] = tone(RATE, 2 * RATE, RATE)  # two seconds of beep
     whisper = ScriptedWhisper([(0.2, 0.6, "five"), (1.5, 1.8, "seven"), (2.85, 3.3, "nine")])
     verdict = verify_audio(audio, RATE, whisper, verification_detector(), OFFLINE_ONLY)
-    # "seven" lies inside the beep: nothing sounded there. "nine" reaches out of it: it counts.
+    # "seven" lies inside the beep: nothing sounded there. "nine" reaches out of it: it counts, where it
+    # was audible (its edge over the beep is Whisper's loose timing, not something heard).
     digits = [(f.start, f.end) for f in verdict.findings if f.kind is FindingKind.DIGIT]
-    assert digits == [(0.2, 0.6), (2.85, 3.3)]
+    assert digits == [(0.2, 0.6), pytest.approx((3.0, 3.3), abs=0.01)]
     assert all(f.start < 1.4 or f.end > 3.0 for f in verdict.findings)
     assert verdict.masked_seconds == pytest.approx(2.0, abs=0.02)
 
