@@ -495,11 +495,13 @@ def test_a_timestamp_jump_continues_the_timeline(tmp_path: Path, key_pair: tuple
     before = CHANGE_AT * PACKET
     assert np.array_equal(recording[:before], reference[:before])
     # The first packet of the jump is dropped as a stray (nothing confirms the jump yet); the second
-    # confirms a restart and is placed by arrival time: where it belongs, give or take scheduling.
+    # confirms a restart and is placed by arrival time: where it belongs, give or take scheduling. An
+    # event loop kept busy for a packet's time (the listener's thread holds the GIL while it decodes)
+    # reads the datagrams queued meanwhile in one burst, with one arrival time: a packet early, at most.
     assert outcome.receiver.stray == 1
     assert outcome.receiver.timestamp_jumps == 1
     shift = marker_position(recording) - MARKER_FROM * PACKET
-    assert abs(shift) < PACKET
+    assert -PACKET <= shift < PACKET
     resumed = before + PACKET + shift
     assert not recording[before:resumed].any()  # the stray's place is silence
     assert np.array_equal(recording[resumed:], reference[before + PACKET :])
