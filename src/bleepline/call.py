@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 from bleepline.audio.dtmf import DtmfDetector, DtmfTone
 from bleepline.listener import Hearing
 from bleepline.pii.detector import DetectorOptions, merge_spans
-from bleepline.pii.plain import Talk, classify, is_everyday_number, is_number
+from bleepline.pii.plain import Talk, bare, classify, is_everyday_number, is_number
 from bleepline.pii.recognizers import BRIDGE_S, DIGIT_ENTITIES, LONE_DIGITS_SCORE, TWO_DIGITS_S
 from bleepline.redact.delayline import DelayLine
 from bleepline.redact.policy import MaskReason, RedactionPolicy
@@ -513,15 +513,12 @@ def _talk_follows(words: Sequence[Word]) -> bool:
     for word in words:
         if is_number(word):
             return False
-        bare = word.text.strip(_EDGE).lower()
-        if sum(char.isalpha() for char in bare) > 1:
-            said.add(bare)
+        text = bare(word)
+        if sum(char.isalpha() for char in text) > 1:
+            said.add(text)
             if len(said) >= TALK_WORDS:
                 return True
     return False
-
-
-_EDGE = ".,?!;:\"'()[]{}<>-\u2026"
 
 
 def _beside_number(words: Sequence[Word], index: int) -> bool:

@@ -121,10 +121,10 @@ def classify(words: Sequence[Word], no_value: Collection[int] = ()) -> list[Talk
             kinds.append(Talk.PLAIN)
         elif _counts_digits(word, following):
             kinds.append(Talk.PLAIN)  # "the three digits on the back", "a four digit pin"
-        elif _bare(word) in SOUNDALIKES:
+        elif bare(word) in SOUNDALIKES:
             # "for" is a digit between digits ("four for two"), and a plain word elsewhere ("ask for").
             beside = (w for w in (previous, following) if w is not None)
-            numeric = any(might_be_value(w, None) and _bare(w) not in SOUNDALIKES for w in beside)
+            numeric = any(might_be_value(w, None) and bare(w) not in SOUNDALIKES for w in beside)
             kinds.append(Talk.VALUE if numeric else _plain_or_unknown(word))
         elif might_be_value(word, previous):
             kinds.append(Talk.VALUE)
@@ -165,21 +165,22 @@ def _fillers() -> frozenset[str]:
 
 
 def _filler(word: Word) -> bool:
-    return _bare(word) in _fillers()
+    return bare(word) in _fillers()
 
 
 def _plain_or_unknown(word: Word) -> Talk:
-    return Talk.PLAIN if _bare(word).split("'")[0] in _plain_words() else Talk.UNKNOWN
+    return Talk.PLAIN if bare(word).split("'")[0] in _plain_words() else Talk.UNKNOWN
 
 
 def _counts_digits(word: Word, following: Word | None) -> bool:
     """A number word that says how many digits a value has, not one of them."""
     return (
         following is not None
-        and _bare(word) in _NUMBER_WORDS
-        and _bare(following).split("-")[0] in ("digit", "digits")
+        and bare(word) in _NUMBER_WORDS
+        and bare(following).split("-")[0] in ("digit", "digits")
     )
 
 
-def _bare(word: Word) -> str:
+def bare(word: Word) -> str:
+    """``word`` as it is compared with word lists: lower case, without the punctuation around it."""
     return word.text.strip().strip(_EDGE).lower()

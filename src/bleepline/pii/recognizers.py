@@ -26,6 +26,7 @@ from bleepline.pii.findings import (
     ending_after,
 )
 from bleepline.pii.numbers import Reading
+from bleepline.pii.plain import bare
 from bleepline.pii.spoken import SpokenText, TokenKind, ends_sentence, word_set
 
 #: Words after a number that make it a quantity, not an identifier: "1500 dollars", "2024 people".
@@ -153,7 +154,6 @@ LONE_DIGITS_SCORE = 0.3
 #: ends the last word before a pause early) only, since most are harmless and are given back once
 #: nothing follows them: the words beside them need not wait with them.
 LONE_DIGITS_PAD_S = 0.1
-_EDGE = ".,?!;:\"'()[]{}<>-\u2026"
 #: A number before one of these counts something: it is no digit of a value.
 _NOT_A_DIGIT_BEFORE = QUANTITY_WORDS | word_set(
     "digit digits number numbers letter letters character characters"
@@ -238,7 +238,7 @@ def _words_between(spoken: SpokenText, start: float, end: float) -> set[str]:
     where digits repeat ("5 5 5" heard as "please, please, please"): those count once, or not at all.
     """
     words = (word for word in spoken.words if word.start >= start and word.end <= end)
-    inside = (word.text.strip(_EDGE).lower() for word in words)
+    inside = (bare(word) for word in words)
     return {bare for bare in inside if sum(char.isalpha() for char in bare) > 1}
 
 
