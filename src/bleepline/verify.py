@@ -37,7 +37,7 @@ from bleepline.audio.tones import BeepStyle
 from bleepline.pii.detector import DetectorOptions, SpokenPiiDetector
 from bleepline.pii.spoken import normalize
 from bleepline.speech.asr import ASR_RATE, StreamingRecognizer
-from bleepline.store.verdict import AudibleFinding, FindingKind, count_by_entity, count_by_kind
+from bleepline.store.verdict import AudibleFinding, AudibleSummary, FindingKind
 from bleepline.timeline import AudioChunk, Samples, Word, samples_per_chunk
 
 __all__ = [
@@ -91,7 +91,7 @@ class VerifyOptions:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Verdict(AudibleSummary):
     """What was still audible in some audio: findings in time order, never the words."""
 
     findings: tuple[AudibleFinding, ...]
@@ -99,23 +99,6 @@ class Verdict:
     channels: int = 1
     masked_seconds: float = 0.0  # the mask itself (beep or digital silence), summed over channels
     decoders: tuple[str, ...] = DECODERS
-
-    @property
-    def clean(self) -> bool:
-        return not self.findings
-
-    @property
-    def audible(self) -> int:
-        return len(self.findings)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Findings per kind (digit, entity, dtmf), 0 for kinds with none."""
-        return count_by_kind(self.findings)
-
-    @property
-    def entity_counts(self) -> dict[str, int]:
-        return count_by_entity(self.findings)
 
 
 def verification_detector() -> SpokenPiiDetector:

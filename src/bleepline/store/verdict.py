@@ -95,12 +95,35 @@ def count_by_entity(findings: Sequence[AudibleFinding]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+class AudibleSummary:
+    """What a set of ``findings`` adds up to: shared by a verdict just made and one read back."""
+
+    findings: tuple[AudibleFinding, ...]
+
+    @property
+    def audible(self) -> int:
+        return len(self.findings)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Findings per kind (digit, entity, dtmf), 0 for kinds with none."""
+        return count_by_kind(self.findings)
+
+    @property
+    def entity_counts(self) -> dict[str, int]:
+        return count_by_entity(self.findings)
+
+
 class VerdictError(BleeplineError):
     """A verdict file that cannot be read as one."""
 
 
 @dataclass(frozen=True)
-class VerdictRecord:
+class VerdictRecord(AudibleSummary):
     """One verdict file: which recording (call id, file name, size and SHA-256 of its sealed bytes), when
     and with which models it was verified, how long it was, and what was found audible."""
 
@@ -115,22 +138,6 @@ class VerdictRecord:
     findings: tuple[AudibleFinding, ...]
     redacted: bool = True  # what the recording's header says
     masked_seconds: float = 0.0  # of the audio that was the mask itself (beep or digital silence)
-
-    @property
-    def audible(self) -> int:
-        return len(self.findings)
-
-    @property
-    def clean(self) -> bool:
-        return not self.findings
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return count_by_kind(self.findings)
-
-    @property
-    def entity_counts(self) -> dict[str, int]:
-        return count_by_entity(self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         return {
